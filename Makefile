@@ -1,0 +1,25 @@
+# The two commands a new user needs: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DATABASE_URL_TEST ?= postgres://postgres@127.0.0.1:5432/evalsite
+export REDIS_URL_TEST ?= redis://127.0.0.1:6379/14
+
+.PHONY: demo test test-fast lint install bench
+
+demo:  ## embedded demo: SQLite, filesystem broker, local Celery worker, no servers
+	scripts/bootstrap.sh demo
+	$(PY) scripts/demo.py
+
+test:  ## the whole suite against PostgreSQL and Redis (slow tests included)
+	scripts/bootstrap.sh test
+	DATABASE_URL=$(DATABASE_URL_TEST) CELERY_BROKER_URL=$(REDIS_URL_TEST) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast:  ## skip the slow tests (vLLM server, browser, simulations)
+	scripts/bootstrap.sh test
+	DATABASE_URL=$(DATABASE_URL_TEST) CELERY_BROKER_URL=$(REDIS_URL_TEST) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/bin/ruff check .
+
+install:
+	scripts/bootstrap.sh test

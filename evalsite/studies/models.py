@@ -1,0 +1,244 @@
+"""The study and what it is made of: models, prompts, their responses, and the pairs raters see."""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Greatest, Least
+
+
+def default_rating_form() -> dict:
+    """Which questions the rater page asks. Style and substance are separate on purpose."""
+    return {
+        "strength": True,  # 5-point strength of preference
+        "style_aspects": ["fluent", "confident"],  # per response: fluent & well organized; sounds confident
+        "correctness": True,  # per response: correct / contains an error / can't tell
+        "error_spans": True,  # highlight text and mark it as an error
+        "rationale": True,  # optional free text
+    }
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        GENERATING = "generating", "Generating"
+        READY = "ready", "Ready"
+        LIVE = "live", "Live"
+        CLOSED = "closed", "Closed"
+
+    class Pairing(models.TextChoices):
+        VS_TEACHER = "teacher", "Each model against the teacher"
+        ALL_PAIRS = "all", "All pairs of models"
+
+    slug = models.SlugField(max_length=80, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True, help_text="For researchers; raters never see it.")
+    instructions = models.TextField(blank=True, help_text="Markdown shown to raters before the first task.")
+    consent_text = models.TextField(
+        blank=True, help_text="Markdown consent statement; raters must accept it before rating."
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_studies"
+    )
+    shared_with = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="shared_studies")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    pairing = models.CharField(max_length=10, choices=Pairing.choices, default=Pairing.VS_TEACHER)
+    redundancy = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(50)], help_text="Ratings per comparison (k)."
+    )
+    tasks_per_rater = models.PositiveIntegerField(default=20, validators=[MinValueValidator(1)])
+    lease_seconds = models.PositiveIntegerField(default=900, validators=[MinValueValidator(30)])
+    attention_check_rate = models.FloatField(
+        default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of tasks that are attention checks.",
+    )
+    min_seconds_per_task = models.FloatField(default=5.0, validators=[MinValueValidator(0.0)])
+    max_attention_failures = models.PositiveSmallIntegerField(
+        default=1, help_text="A rater who fails more attention checks than this is blocked."
+    )
+    completion_code = models.CharField(max_length=64, blank=True)
+    completion_url = models.URLField(blank=True, help_text="Optional redirect after the last task.")
+    rating_form = models.JSONField(default=default_rating_form)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class LanguageModel(models.Model):
+    class Role(models.TextChoices):
+        TEACHER = "teacher", "Teacher"
+        IMITATION = "imitation", "Imitation"
+        BASE = "base", "Base"
+        OTHER = "other", "Other"
+
+    class Backend(models.TextChoices):
+        VLLM = "vllm", "vLLM (GPU or CPU)"
+        HF = "hf", "transformers"
+        OPENAI = "openai", "OpenAI-compatible endpoint"
+        IMPORTED = "imported", "Imported file"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="models")
+    alias = models.SlugField(max_length=64, help_text="Researcher-facing name; raters never see it.")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.OTHER)
+    backend = models.CharField(max_length=10, choices=Backend.choices, default=Backend.HF)
+    model_path = models.CharField(
+        max_length=500, blank=True, help_text="Local path, hub-style name, or endpoint model name."
+    )
+    temperature = models.FloatField(default=0.7)
+    top_p = models.FloatField(default=1.0)
+    max_tokens = models.PositiveIntegerField(default=512)
+    seed = models.BigIntegerField(default=0)
+    stop = models.JSONField(default=list, blank=True)
+    system_prompt = models.TextField(blank=True)
+    samples_per_prompt = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
+    # Engine settings: dtype, tensor_parallel_size, gpu_memory_utilization, max_model_len,
+    # api_base, api_key_env, concurrency, batch_size ...
+    engine_options = models.JSONField(default=dict, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True, help_text="Hash of what produced the answers.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "role", "alias"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "alias"], name="model_alias_unique_in_study"),
+            models.CheckConstraint(condition=Q(temperature__gte=0), name="model_temperature_nonneg"),
+            models.CheckConstraint(condition=Q(top_p__gt=0) & Q(top_p__lte=1), name="model_top_p_range"),
+            models.CheckConstraint(condition=Q(max_tokens__gt=0), name="model_max_tokens_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alias} ({self.role})"
+
+    def decoding_params(self) -> dict:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "stop": list(self.stop or []),
+            "system_prompt": self.system_prompt,
+        }
+
+
+class Prompt(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="prompts")
+    source_id = models.CharField(max_length=200, help_text="The id in the imported file.")
+    text = models.TextField()
+    category = models.CharField(max_length=64, blank=True, db_index=True)
+    reference_answers = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["study", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["study", "source_id"], name="prompt_source_unique_in_study")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}: {self.text[:60]}"
+
+
+class Response(models.Model):
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="responses")
+    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="responses")
+    sample_index = models.PositiveSmallIntegerField(default=0)
+    text = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    # What produced it: backend, backend version, model path, fingerprint, decoding params, seed.
+    generation_params = models.JSONField(default=dict, blank=True)
+    backend = models.CharField(max_length=10, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["prompt", "model", "sample_index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prompt", "model", "sample_index"], name="response_unique_prompt_model_sample"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.alias} on {self.prompt.source_id} #{self.sample_index}"
+
+
+class GenerationJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="generation_jobs")
+    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="generation_jobs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model.alias}: {self.done}/{self.total} ({self.status})"
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * (self.done + self.failed) / self.total if self.total else 0.0
+
+
+class Comparison(models.Model):
+    """Two responses to one prompt. A/B here is storage order; the page randomizes sides."""
+
+    class Expected(models.TextChoices):
+        NONE = "", "No known answer"
+        A = "A", "A is right"
+        B = "B", "B is right"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="comparisons")
+    response_a = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    response_b = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
+    is_attention_check = models.BooleanField(default=False, db_index=True)
+    expected_winner = models.CharField(max_length=1, choices=Expected.choices, blank=True, default="")
+    # Denormalised counters kept by the lease engine in the same transaction as the rows
+    # they count, so picking the least-rated comparison is an index scan, not a join.
+    n_live = models.PositiveIntegerField(default=0)
+    n_submitted = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "id"]
+        constraints = [
+            # One comparison per unordered pair: (a, b) and (b, a) are the same comparison.
+            models.UniqueConstraint(Least("response_a", "response_b"), Greatest("response_a", "response_b"),
+                                    name="comparison_unique_pair"),
+            models.CheckConstraint(condition=~Q(response_a=F("response_b")), name="comparison_distinct_responses"),
+            models.CheckConstraint(
+                condition=Q(is_attention_check=False, expected_winner="")
+                | Q(is_attention_check=True, expected_winner__in=["A", "B"]),
+                name="comparison_attention_check_has_answer",
+            ),
+        ]
+        indexes = [models.Index(fields=["study", "is_attention_check", "n_submitted"], name="comparison_pool_idx")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.prompt.source_id}"

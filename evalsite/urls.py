@@ -1,0 +1,8 @@
+"""URL map. Each app owns its own urls module; this file only mounts them."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]
