@@ -5,4 +5,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("r/", include("evalsite.rating.urls")),
+    path("api/", include("evalsite.api.urls")),
 ]

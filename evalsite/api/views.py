@@ -1,0 +1,353 @@
+"""API views: thin wrappers that check access, call the study's service modules and serialize.
+
+The write paths live elsewhere (``studies.lifecycle``, ``studies.importers``, ``studies.pairing``,
+``workers.generation``); a view parses, calls one of them, and maps its user-facing errors to a
+4xx with the module's own message. Those modules are imported when first used, so the API keeps
+serving (and answers 503 for the one missing action) while a part of the system is absent.
+"""
+
+import importlib
+import io
+import json
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
+from rest_framework import serializers, status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response as APIResponse
+from rest_framework.views import APIView
+
+from evalsite.rating.models import Rating
+from evalsite.studies import lifecycle
+from evalsite.studies.models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
+
+from . import analysis
+from .filters import (
+    ComparisonFilter,
+    GenerationJobFilter,
+    LanguageModelFilter,
+    PromptFilter,
+    RatingFilter,
+    ResponseFilter,
+    StudyFilter,
+)
+from .permissions import IsResearcher, StudyWriteAccess, visible_studies
+from .serializers import (
+    ActionResultSerializer,
+    ComparisonSerializer,
+    GenerationJobSerializer,
+    LanguageModelSerializer,
+    PromptSerializer,
+    RatingSerializer,
+    ResponseSerializer,
+    RowsUploadSerializer,
+    StudySerializer,
+)
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The study is not in a state that allows this."
+    default_code = "conflict"
+
+
+class ServiceUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "This part of evalsite is not installed."
+    default_code = "unavailable"
+
+
+def _service(module: str, name: str):
+    """Import ``module.name`` now, or answer 503 saying which part is missing."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ServiceUnavailable(f"{module}.{name} is not available in this deployment ({exc}).") from exc
+
+
+class IdCursorPagination(CursorPagination):
+    """Stable, O(1)-per-page paging for the large tables: newest rows never shift a page."""
+
+    ordering = "id"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+def _upload_source(request, default_name: str) -> tuple[io.IOBase, str | None]:
+    """The uploaded file, or the JSON rows turned into an in-memory JSONL file for the importer."""
+    data = {"rows": request.data} if isinstance(request.data, list) else request.data
+    upload = RowsUploadSerializer(data=data)
+    upload.is_valid(raise_exception=True)
+    if upload.validated_data.get("file"):
+        return upload.validated_data["file"], None
+    rows = upload.validated_data["rows"]
+    buffer = io.BytesIO("\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode("utf-8"))
+    buffer.name = default_name
+    return buffer, "jsonl"
+
+
+def _import(func, target, request, default_name: str) -> int:
+    """Run an importer; its all-or-nothing error list becomes a 400 listing every problem."""
+    errors = _service("evalsite.studies.importers", "ImportFileError")
+    source, fmt = _upload_source(request, default_name)
+    try:
+        return func(target, source, fmt=fmt)
+    except errors as exc:
+        raise ValidationError(
+            {"detail": "Nothing was imported; fix these problems and retry.", "errors": exc.messages}
+        ) from exc
+
+
+_ACTION_RESPONSE = {
+    200: ActionResultSerializer,
+    409: OpenApiResponse(description="Not allowed in this state."),
+}
+_UPLOAD_REQUEST = {"multipart/form-data": RowsUploadSerializer, "application/json": RowsUploadSerializer}
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Studies you own or that are shared with you"),
+    create=extend_schema(summary="Create a study (you become its owner)"),
+)
+class StudyViewSet(viewsets.ModelViewSet):
+    serializer_class = StudySerializer
+    permission_classes = [IsResearcher, StudyWriteAccess]
+    filterset_class = StudyFilter
+    lookup_field = "slug"
+    lookup_value_regex = "[-a-zA-Z0-9_]+"
+
+    def get_queryset(self) -> QuerySet[Study]:
+        return visible_studies(self.request.user).select_related("owner").prefetch_related("shared_with")
+
+    def perform_create(self, serializer) -> None:
+        serializer.save(owner=self.request.user)
+
+    def _transition(self, func) -> APIResponse:
+        study = self.get_object()
+        try:
+            func(study)
+        except lifecycle.TransitionError as exc:
+            raise Conflict(str(exc)) from exc
+        return APIResponse({"status": study.status, "detail": f"Study {study.slug!r} is now {study.status}."})
+
+    @extend_schema(
+        request=None, responses=_ACTION_RESPONSE, summary="Open the study to raters (ready → live)"
+    )
+    @action(detail=True, methods=["post"])
+    def launch(self, request, slug=None):
+        return self._transition(lifecycle.launch)
+
+    @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Stop handing out tasks (live → ready)")
+    @action(detail=True, methods=["post"])
+    def pause(self, request, slug=None):
+        return self._transition(lifecycle.pause)
+
+    @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Close the study for good (→ closed)")
+    @action(detail=True, methods=["post"])
+    def close(self, request, slug=None):
+        return self._transition(lifecycle.close)
+
+    @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Pair the generated responses")
+    @action(detail=True, methods=["post"], url_path="build-comparisons")
+    def build_comparisons(self, request, slug=None):
+        study = self.get_object()
+        build = _service("evalsite.studies.pairing", "build_comparisons")
+        pairing_error = _service("evalsite.studies.pairing", "PairingError")
+        try:
+            added = build(study)
+        except pairing_error as exc:
+            raise Conflict(str(exc)) from exc
+        total = study.comparisons.count()
+        return APIResponse(
+            {
+                "status": study.status,
+                "detail": f"{added} comparisons added, {total} in all.",
+                "result": {"added": added, "total": total},
+            }
+        )
+
+    @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Queue generation for every model")
+    @action(detail=True, methods=["post"])
+    def generate(self, request, slug=None):
+        study = self.get_object()
+        start = _service("workers.generation", "start_generation")
+        try:
+            start(study)
+        except (lifecycle.TransitionError, ValueError) as exc:
+            raise Conflict(str(exc)) from exc
+        study.refresh_from_db(fields=["status"])
+        jobs = GenerationJobSerializer(study.generation_jobs.select_related("model", "study"), many=True).data
+        return APIResponse(
+            {"status": study.status, "detail": f"{len(jobs)} generation job(s).", "result": {"jobs": jobs}}
+        )
+
+    @extend_schema(
+        request=_UPLOAD_REQUEST,
+        summary="Add prompts from a CSV/JSONL file or a JSON list (all or nothing)",
+        responses={
+            201: ActionResultSerializer,
+            400: OpenApiResponse(description="Every problem in the file."),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="prompts",
+        parser_classes=[MultiPartParser, FormParser, JSONParser],
+    )
+    def upload_prompts(self, request, slug=None):
+        study = self.get_object()
+        importer = _service("evalsite.studies.importers", "import_prompts")
+        added = _import(importer, study, request, "prompts.jsonl")
+        return APIResponse(
+            {"status": study.status, "detail": f"{added} prompts added.", "result": {"added": added}},
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(
+        request=None,
+        summary="The study's analysis report (cached, else computed if available)",
+        responses={
+            200: OpenApiTypes.OBJECT,
+            404: OpenApiResponse(description="No report yet."),
+            503: OpenApiResponse(description="The analysis is not installed."),
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def analysis(self, request, slug=None):
+        study = self.get_object()
+        try:
+            return APIResponse(analysis.study_report(study))
+        except analysis.NoReportYet as exc:
+            return APIResponse({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+        except analysis.AnalysisUnavailable as exc:
+            raise ServiceUnavailable(str(exc)) from exc
+
+
+class _InVisibleStudies:
+    """Mixin: rows of the studies the user sees; ``study_path`` is the ORM path to the study."""
+
+    study_path = "study"
+    permission_classes = [IsResearcher, StudyWriteAccess]
+
+    def scoped(self, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(**{f"{self.study_path}__in": visible_studies(self.request.user)})
+
+
+class LanguageModelViewSet(_InVisibleStudies, viewsets.ModelViewSet):
+    serializer_class = LanguageModelSerializer
+    filterset_class = LanguageModelFilter
+
+    def get_queryset(self) -> QuerySet[LanguageModel]:
+        return self.scoped(LanguageModel.objects.select_related("study"))
+
+    def perform_destroy(self, instance: LanguageModel) -> None:
+        if not lifecycle.prompts_editable(instance.study):
+            raise Conflict(
+                f"Study {instance.study.slug!r} is {instance.study.status}; its models are frozen."
+            )
+        instance.delete()
+
+    @extend_schema(
+        request=_UPLOAD_REQUEST,
+        summary="Add an imported model's answers from a file or JSON list",
+        responses={
+            201: ActionResultSerializer,
+            400: OpenApiResponse(description="Every problem in the file."),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="responses",
+        parser_classes=[MultiPartParser, FormParser, JSONParser],
+    )
+    def upload_responses(self, request, pk=None):
+        model = self.get_object()
+        importer = _service("evalsite.studies.importers", "import_responses")
+        added = _import(importer, model, request, "responses.jsonl")
+        return APIResponse(
+            {"status": model.study.status, "detail": f"{added} responses added.", "result": {"added": added}},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class PromptViewSet(_InVisibleStudies, viewsets.ReadOnlyModelViewSet):
+    serializer_class = PromptSerializer
+    filterset_class = PromptFilter
+
+    def get_queryset(self) -> QuerySet[Prompt]:
+        return self.scoped(Prompt.objects.select_related("study"))
+
+
+class ResponseViewSet(_InVisibleStudies, viewsets.ReadOnlyModelViewSet):
+    serializer_class = ResponseSerializer
+    filterset_class = ResponseFilter
+    pagination_class = IdCursorPagination
+    study_path = "prompt__study"
+
+    def get_queryset(self) -> QuerySet[Response]:
+        return self.scoped(Response.objects.select_related("prompt__study", "model"))
+
+
+class ComparisonViewSet(_InVisibleStudies, viewsets.ReadOnlyModelViewSet):
+    serializer_class = ComparisonSerializer
+    filterset_class = ComparisonFilter
+    pagination_class = IdCursorPagination
+
+    def get_queryset(self) -> QuerySet[Comparison]:
+        return self.scoped(
+            Comparison.objects.select_related("study", "response_a__model", "response_b__model")
+        )
+
+
+class RatingViewSet(_InVisibleStudies, viewsets.ReadOnlyModelViewSet):
+    serializer_class = RatingSerializer
+    filterset_class = RatingFilter
+    pagination_class = IdCursorPagination
+
+    def get_queryset(self) -> QuerySet[Rating]:
+        return self.scoped(Rating.objects.select_related("study", "rater", "assignment"))
+
+
+class GenerationJobViewSet(_InVisibleStudies, viewsets.ReadOnlyModelViewSet):
+    serializer_class = GenerationJobSerializer
+    filterset_class = GenerationJobFilter
+
+    def get_queryset(self) -> QuerySet[GenerationJob]:
+        return self.scoped(GenerationJob.objects.select_related("study", "model"))
+
+
+class ObtainTokenView(APIView):
+    """Trade a researcher's username and password for their API token (created on first use)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
+
+    @extend_schema(
+        request=AuthTokenSerializer,
+        responses={
+            200: inline_serializer("TokenResponse", {"token": serializers.CharField()}),
+            400: OpenApiResponse(description="Wrong username or password."),
+            403: OpenApiResponse(description="Not a staff user."),
+        },
+        auth=[],
+        summary="Get your API token",
+    )
+    def post(self, request):
+        credentials = AuthTokenSerializer(data=request.data, context={"request": request})
+        credentials.is_valid(raise_exception=True)
+        user = credentials.validated_data["user"]
+        if not user.is_staff:
+            raise PermissionDenied("API tokens are for researchers (staff users) only.")
+        token, _created = Token.objects.get_or_create(user=user)
+        return APIResponse({"token": token.key})

@@ -1,0 +1,307 @@
+"""The lease engine: which comparison a rater sees next, and how a rating is stored.
+
+Every write goes through :func:`lease_next`, :func:`submit` or :func:`expire_stale_leases`, each one
+transaction. ``Comparison.n_live`` / ``n_submitted`` are updated in the same transaction as the
+assignment rows they count, so the redundancy bound (k) is checked on a locked row:
+
+* PostgreSQL: the candidate comparison is picked with ``SELECT … FOR UPDATE SKIP LOCKED``; a
+  concurrent rater skips rows another transaction holds instead of queueing behind it, and the
+  WHERE clause is re-checked on the locked row, so k can never be exceeded.
+* SQLite (the demo): ``select_for_update`` is a no-op, but the settings open every transaction
+  ``IMMEDIATE``, so writers serialize and the same code is correct.
+
+The unique constraints on :class:`Assignment` (one lease per rater×comparison, one live lease per
+rater) are the last line of defence, not the mechanism.
+
+Lock order is always rater → assignment → comparison; the sweep takes assignments (skipping locked
+ones) then comparisons in id order. Nothing waits for a lock while holding a comparison lock it
+picked, so these transactions cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from evalsite.studies.models import Comparison, Study
+
+from . import quality
+from .models import Assignment, Rater, Rating
+from .rendering import display_span_to_raw
+
+LIVE = Assignment.Status.LIVE
+SUBMITTED = Assignment.Status.SUBMITTED
+EXPIRED = Assignment.Status.EXPIRED
+
+# The lazy sweep runs at most this often per study and process: expired leases only matter once
+# they hold back a slot, and the pick retries after a sweep when it finds nothing (see below).
+SWEEP_INTERVAL_SECONDS = 5.0
+_last_sweep: dict[int, float] = {}
+
+
+class LeaseError(Exception):
+    """A submission the engine refuses; ``str(error)`` is a message fit for the rater."""
+
+
+class AssignmentNotFound(LeaseError):
+    """The token is unknown or belongs to another rater (the two are not distinguished on purpose)."""
+
+
+class InvalidRating(LeaseError):
+    """The rating itself is malformed (e.g. an error span outside the response)."""
+
+
+class LeaseExpired(LeaseError):
+    """The lease ran out before the rating arrived; the comparison went back to the pool."""
+
+
+@dataclass
+class RatingInput:
+    """A rating as the rater gave it, in *screen* terms (left/right), already validated.
+
+    ``preference`` is ``left``, ``right``, ``tie`` or ``both_bad``; ``style`` maps a side to
+    aspect scores; ``error_spans`` are ``(side, start, end)`` offsets into that response's raw text.
+    """
+
+    preference: str
+    strength: int | None = None
+    style: dict[str, dict[str, int]] = field(default_factory=dict)
+    correct: dict[str, str] = field(default_factory=dict)
+    error_spans: list[tuple[str, int, int]] = field(default_factory=list)
+    rationale: str = ""
+    client_seconds: float | None = None
+
+
+def stored_side(assignment: Assignment, screen_side: str) -> str:
+    """Translate a screen side (``left``/``right``) into the comparison's stored ``A``/``B``."""
+    left = assignment.left_side
+    right = "B" if left == "A" else "A"
+    return left if screen_side == "left" else right
+
+
+def lease_next(rater: Rater, study: Study, *, now: datetime | None = None) -> Assignment | None:
+    """Return the rater's live lease, or lease them a new comparison; ``None`` when there is no work.
+
+    No work means: the study is not live, the rater is blocked, their quota is used up, or no
+    comparison they have not seen has a free slot (fewer than k submitted-plus-live ratings).
+    Attention checks are mixed in at ``study.attention_check_rate`` and are not bound by k.
+    """
+    now = now or timezone.now()
+    if study.status != Study.Status.LIVE:
+        return None
+    _maybe_sweep(study, now)
+    assignment = _lease_once(rater, study, now)
+    if assignment is None and _has_expired_leases(study, now):
+        # Expired leases may be all that holds the remaining slots: free them and look again.
+        expire_stale_leases(study, now=now)
+        assignment = _lease_once(rater, study, now)
+    return assignment
+
+
+def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
+    with transaction.atomic():
+        # The rater row serializes one rater's tabs; it also gives fresh quota/blocked values.
+        locked = Rater.objects.select_for_update().get(pk=rater.pk)
+        _copy_counters(locked, rater)
+        live = (
+            Assignment.objects.select_for_update()
+            .filter(rater_id=rater.pk, status=LIVE)
+            .first()
+        )
+        if live is not None:
+            if live.expires_at > now and not locked.blocked:
+                return live
+            _expire(live)
+        if locked.blocked or locked.tasks_submitted >= study.tasks_per_rater:
+            return None
+
+        comparison_id = None
+        if study.attention_check_rate > 0 and random.random() < study.attention_check_rate:
+            comparison_id = _pick(rater, study, attention=True)
+        if comparison_id is None:
+            comparison_id = _pick(rater, study, attention=False)
+        if comparison_id is None:
+            return None
+        Comparison.objects.filter(pk=comparison_id).update(n_live=F("n_live") + 1)
+        return Assignment.objects.create(
+            rater_id=rater.pk,
+            comparison_id=comparison_id,
+            token=secrets.token_urlsafe(32),
+            left_side=random.choice("AB"),
+            status=LIVE,
+            leased_at=now,
+            expires_at=now + timedelta(seconds=study.lease_seconds),
+        )
+
+
+def _pick(rater: Rater, study: Study, *, attention: bool) -> int | None:
+    """Lock and return the id of the least-rated comparison this rater may take, or ``None``."""
+    candidates = (
+        Comparison.objects.filter(study_id=study.pk, is_attention_check=attention)
+        .exclude(assignments__rater_id=rater.pk)
+        .annotate(load=F("n_submitted") + F("n_live"))
+    )
+    if not attention:
+        candidates = candidates.filter(load__lt=study.redundancy)
+    row = (
+        candidates.select_for_update(skip_locked=True)
+        .order_by("load", "?")
+        .values_list("pk", flat=True)[:1]
+    )
+    return next(iter(row), None)
+
+
+def _expire(assignment: Assignment) -> None:
+    """Return a live lease to the pool (the caller holds its row lock)."""
+    updated = Assignment.objects.filter(pk=assignment.pk, status=LIVE).update(status=EXPIRED)
+    if updated:
+        Comparison.objects.filter(pk=assignment.comparison_id).update(n_live=F("n_live") - 1)
+    assignment.status = EXPIRED
+
+
+def release_live_lease(rater: Rater) -> None:
+    """Give up a rater's live lease at once (used when a rater is blocked)."""
+    with transaction.atomic():
+        live = Assignment.objects.select_for_update().filter(rater_id=rater.pk, status=LIVE).first()
+        if live is not None:
+            _expire(live)
+
+
+def _has_expired_leases(study: Study, now: datetime) -> bool:
+    return Assignment.objects.filter(status=LIVE, expires_at__lte=now, comparison__study_id=study.pk).exists()
+
+
+def _maybe_sweep(study: Study, now: datetime) -> None:
+    last = _last_sweep.get(study.pk, 0.0)
+    if time.monotonic() - last >= SWEEP_INTERVAL_SECONDS:
+        _last_sweep[study.pk] = time.monotonic()
+        expire_stale_leases(study, now=now)
+
+
+def expire_stale_leases(study: Study | None = None, *, now: datetime | None = None) -> int:
+    """Return every expired live lease (of one study, or all) to the pool; the number expired.
+
+    Safe to run concurrently with raters and with itself (for a periodic sweep): rows another
+    transaction holds are skipped and picked up next time.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        stale = Assignment.objects.select_for_update(skip_locked=True).filter(status=LIVE, expires_at__lte=now)
+        if study is not None:
+            stale = stale.filter(comparison__study_id=study.pk)
+        rows = list(stale.values_list("pk", "comparison_id"))
+        if not rows:
+            return 0
+        Assignment.objects.filter(pk__in=[pk for pk, _ in rows], status=LIVE).update(status=EXPIRED)
+        for comparison_id, count in sorted(Counter(c for _, c in rows).items()):
+            Comparison.objects.filter(pk=comparison_id).update(n_live=F("n_live") - count)
+    return len(rows)
+
+
+def submit(token: str, rater: Rater, payload: RatingInput, *, now: datetime | None = None) -> Rating:
+    """Store the rater's rating for the lease ``token``; idempotent per assignment.
+
+    A replay, double click or second tab gets the rating already stored. Raises
+    :class:`AssignmentNotFound` for a token that is not this rater's, and :class:`LeaseExpired`
+    when the lease ran out (the comparison is back in the pool; the rater should take the next).
+    """
+    now = now or timezone.now()
+    rating = _submit(token, rater, payload, now)
+    if rating is None:
+        # Raised outside the transaction so that returning the lease to the pool is committed.
+        raise LeaseExpired("Your time for this task ran out, so it went to someone else. Here is the next one.")
+    return rating
+
+
+def _submit(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Rating | None:
+    with transaction.atomic():
+        locked_rater = Rater.objects.select_for_update().get(pk=rater.pk)
+        assignment = (
+            Assignment.objects.select_for_update(of=("self",))
+            .select_related("comparison", "comparison__study")
+            .filter(token=token, rater_id=rater.pk)
+            .first()
+        )
+        if assignment is None:
+            raise AssignmentNotFound("This task is not yours or does not exist. Open the study link again.")
+        if assignment.status == SUBMITTED:
+            return Rating.objects.get(assignment_id=assignment.pk)
+        if assignment.status == EXPIRED or assignment.expires_at <= now or locked_rater.blocked:
+            if assignment.status == LIVE:
+                _expire(assignment)
+            return None
+
+        comparison = assignment.comparison
+        study = comparison.study
+        rating = Rating(
+            assignment=assignment,
+            study_id=study.pk,
+            comparison_id=comparison.pk,
+            rater_id=rater.pk,
+            winner=_stored_winner(assignment, payload.preference),
+            strength=payload.strength,
+            style={stored_side(assignment, side): scores for side, scores in payload.style.items()},
+            correct_a=_correct_for(assignment, payload, "A"),
+            correct_b=_correct_for(assignment, payload, "B"),
+            error_spans=_stored_spans(assignment, payload),
+            rationale=payload.rationale,
+            server_seconds=(now - assignment.leased_at).total_seconds(),
+            client_seconds=payload.client_seconds,
+        )
+        quality.judge(rating, comparison, locked_rater, study)
+        rating.save()
+        Assignment.objects.filter(pk=assignment.pk).update(status=SUBMITTED, submitted_at=now)
+        Comparison.objects.filter(pk=comparison.pk).update(
+            n_live=F("n_live") - 1, n_submitted=F("n_submitted") + 1
+        )
+        locked_rater.tasks_submitted += 1
+        quality.apply(rating, locked_rater, study)
+        _copy_counters(locked_rater, rater)
+    return rating
+
+
+def _stored_winner(assignment: Assignment, preference: str) -> str:
+    if preference in ("left", "right"):
+        return stored_side(assignment, preference)
+    return preference
+
+
+def _correct_for(assignment: Assignment, payload: RatingInput, stored: str) -> str:
+    for side, verdict in payload.correct.items():
+        if stored_side(assignment, side) == stored:
+            return verdict
+    return ""
+
+
+def _stored_spans(assignment: Assignment, payload: RatingInput) -> list[dict]:
+    """Spans with the stored response letter and the exact raw substring they cover.
+
+    The page offers the text with newlines normalized (as HTML does), so offsets are mapped back.
+    """
+    spans = []
+    for side, start, end in payload.error_spans:
+        letter = stored_side(assignment, side)
+        response = assignment.comparison.response_a if letter == "A" else assignment.comparison.response_b
+        try:
+            raw_start, raw_end = display_span_to_raw(response.text, start, end)
+        except ValueError as exc:
+            raise InvalidRating(f"A marked error does not fit the {side} answer: {exc}") from exc
+        spans.append({"response": letter, "start": raw_start, "end": raw_end, "text": response.text[raw_start:raw_end]})
+    return spans
+
+
+def _copy_counters(source: Rater, target: Rater) -> None:
+    """Keep the caller's Rater object in step with the locked row we just read or wrote."""
+    if source is target:
+        return
+    for name in ("blocked", "blocked_reason", "tasks_submitted", "attention_passed", "attention_failed",
+                 "too_fast", "consented_at", "completed_at"):
+        setattr(target, name, getattr(source, name))

@@ -1,0 +1,43 @@
+"""``manage.py import_prompts STUDY FILE``: add prompts from a JSONL or CSV file (all or nothing)."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from evalsite.studies.importers import ImportFileError, import_prompts
+from evalsite.studies.models import Study
+
+
+def get_study(slug: str) -> Study:
+    """The study with ``slug``, or a :class:`CommandError` naming it."""
+    try:
+        return Study.objects.get(slug=slug)
+    except Study.DoesNotExist:
+        raise CommandError(f"No study with slug {slug!r}.") from None
+
+
+def existing_file(path: str) -> Path:
+    """``path`` as a Path, or a :class:`CommandError` if there is no such file."""
+    file = Path(path)
+    if not file.is_file():
+        raise CommandError(f"{path}: file not found.")
+    return file
+
+
+class Command(BaseCommand):
+    help = "Import prompts (id, prompt/text, category, reference_answers) from a JSONL or CSV file."
+
+    def add_arguments(self, parser):
+        parser.add_argument("study", help="The study's slug.")
+        parser.add_argument("file", help="A .jsonl or .csv file.")
+        parser.add_argument(
+            "--format", choices=["jsonl", "csv"], help="Override detection by file extension."
+        )
+
+    def handle(self, *args, study: str, file: str, format: str | None = None, **options):
+        target = get_study(study)
+        try:
+            count = import_prompts(target, existing_file(file), fmt=format)
+        except ImportFileError as exc:
+            raise CommandError(f"Nothing was imported.\n{exc}") from None
+        self.stdout.write(self.style.SUCCESS(f"Imported {count} prompt(s) into {target.slug!r}."))

@@ -1,0 +1,206 @@
+"""The rater pages through Django's test client: entry per platform, consent, tasks, completion."""
+
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from evalsite.rating.models import Assignment, Rater, Rating
+from evalsite.studies import lifecycle
+from evalsite.studies.models import Comparison, LanguageModel
+
+pytestmark = pytest.mark.django_db
+
+XSS = (
+    "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">"
+    "[click](javascript:window.pwned=3) ![tracker](https://evil.example/t.png) "
+    "<a href=\"https://ok.example\" onclick=\"window.pwned=4\">ok</a> **bold**"
+)
+
+
+def consent_and_first_task(client, study, query=""):
+    r = client.get(f"/r/{study.slug}/{query}")
+    assert r.status_code == 302 and r.url.endswith("/consent/")
+    r = client.post(f"/r/{study.slug}/consent/", {"agree": "yes"})
+    assert r.status_code == 302 and r.url.endswith("/task/")
+    return client.get(f"/r/{study.slug}/task/")
+
+
+def token_of(page) -> str:
+    match = re.search(r'action="/r/[\w-]+/task/([\w-]+)/"', page.content.decode())
+    assert match, "task page has no submit form"
+    return match.group(1)
+
+
+def test_prolific_entry_creates_a_rater_with_a_pseudonym(client, live_study):
+    study = live_study()
+    page = consent_and_first_task(client, study, "?PROLIFIC_PID=abc123&STUDY_ID=s1&SESSION_ID=x9")
+    assert page.status_code == 200 and b"Task 1 of" in page.content
+    rater = Rater.objects.get(study=study)
+    assert rater.platform == "prolific" and rater.external_id == "abc123"
+    assert rater.platform_data == {"STUDY_ID": "s1", "SESSION_ID": "x9"}
+    assert "abc123" not in rater.pseudonym and len(rater.pseudonym) == 24
+    assert rater.consented_at is not None
+    # Frameable for MTurk, and the token in the form is this rater's live lease.
+    assert "X-Frame-Options" not in page.headers
+    assert Assignment.objects.get(token=token_of(page)).rater == rater
+
+
+def test_mturk_entry_and_externalsubmit_form(client, live_study):
+    study = live_study(tasks_per_rater=1)
+    q = "?workerId=W1&assignmentId=A1&hitId=H1&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com"
+    page = consent_and_first_task(client, study, q)
+    r = client.post(f"/r/{study.slug}/task/{token_of(page)}/", {"preference": "tie"})
+    assert r.status_code == 302 and r.url.endswith("/task/")
+    r = client.get(r.url)
+    assert r.status_code == 302 and r.url.endswith("/done/")
+    done = client.get(r.url).content.decode()
+    assert 'action="https://workersandbox.mturk.com/mturk/externalSubmit"' in done
+    assert 'name="assignmentId" value="A1"' in done and "DONE123" in done
+
+
+def test_mturk_preview_shows_a_sample_without_leasing(client, live_study):
+    study = live_study()
+    r = client.get(f"/r/{study.slug}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
+    assert r.status_code == 200 and b"preview" in r.content.lower()
+    assert b"Answer 1" in r.content and b"Answer 2" in r.content
+    assert not Assignment.objects.exists() and not Rater.objects.exists()
+
+
+def test_plain_link_uses_a_signed_cookie_and_resumes(client, live_study):
+    study = live_study()
+    first = consent_and_first_task(client, study)
+    rater = Rater.objects.get(study=study)
+    assert rater.platform == "link" and rater.external_id
+    assert client.cookies[f"evalsite_rater_{study.pk}"].value != str(rater.pk)  # signed, not bare
+    again = client.get(f"/r/{study.slug}/")  # the same browser comes back
+    assert again.url.endswith("/task/") and Rater.objects.count() == 1
+    assert token_of(client.get("/r/" + study.slug + "/task/")) == token_of(first)
+
+
+def test_forged_cookie_is_ignored(client, live_study):
+    study = live_study()
+    client.cookies[f"evalsite_rater_{study.pk}"] = "1"
+    r = client.get(f"/r/{study.slug}/task/")
+    assert r.status_code == 302 and r.url == f"/r/{study.slug}/"
+
+
+def test_not_live_study_says_so(client, live_study):
+    study = live_study()
+    lifecycle.pause(study)
+    r = client.get(f"/r/{study.slug}/?PROLIFIC_PID=p1")
+    assert r.status_code == 200 and b"not running" in r.content
+    assert not Rater.objects.exists()
+    assert client.get("/r/no-such-study/").status_code == 404
+
+
+def test_prolific_completion_redirect_and_code(client, live_study):
+    study = live_study(tasks_per_rater=2)
+    page = consent_and_first_task(client, study, "?PROLIFIC_PID=p2")
+    for _ in range(2):
+        client.post(f"/r/{study.slug}/task/{token_of(page)}/", {"preference": "left", "client_ms": "4321"})
+        page = client.get(f"/r/{study.slug}/task/")
+    assert page.status_code == 302
+    done = client.get(page.url).content.decode()
+    assert "https://app.prolific.com/submissions/complete?cc=DONE123" in done.replace("&amp;", "&")
+    assert Rating.objects.count() == 2 and Rating.objects.first().client_seconds == pytest.approx(4.321)
+    assert Rater.objects.get().completed_at is not None
+
+
+def test_no_model_identity_in_any_page(client, live_study):
+    study = live_study(n_prompts=2, roles=("teacher", "imitation", "base"), tasks_per_rater=3, instructions="Be fair.")
+    LanguageModel.objects.filter(study=study).update(model_path="secret/model-path-xyz")
+    pages = [client.get(f"/r/{study.slug}/?PROLIFIC_PID=p3", follow=True)]
+    pages.append(client.post(f"/r/{study.slug}/consent/", {"agree": "yes"}, follow=True))
+    for _ in range(3):
+        token = token_of(pages[-1])
+        pages.append(client.get(f"/r/{study.slug}/api/next/"))
+        pages.append(client.post(f"/r/{study.slug}/task/{token}/", {"preference": "tie"}, follow=True))
+    pages.append(client.get(f"/r/{study.slug}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE"))
+    forbidden = ["teacher", "imitation", "base-", "model-path-xyz", "model_id", "comparison"]
+    forbidden += [m.alias for m in LanguageModel.objects.filter(study=study)]
+    for page in pages:
+        html = page.content.decode().lower()
+        for word in forbidden:
+            assert word not in html, f"{word!r} leaked into a rater page"
+
+
+def test_model_text_is_sanitized(client, live_study):
+    study = live_study(n_prompts=1)
+    c = Comparison.objects.get(study=study)
+    c.response_b.text = XSS
+    c.response_b.save()
+    page = consent_and_first_task(client, study).content.decode()
+    rendered = page.split('id="prompt"')[1]
+    assert "<script>window" not in rendered and "onerror" not in rendered.split('class="plain"')[0]
+    assert "javascript:" not in rendered.split('class="plain"')[0]
+    assert "<img" not in rendered and "onclick" not in rendered.split('class="plain"')[0]
+    assert "<strong>bold</strong>" in rendered and 'href="https://ok.example"' in rendered
+    # The plain-text copy used for marking errors shows the raw text escaped, never as markup.
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in rendered
+
+
+def test_form_errors_are_clear_and_keep_the_task(client, live_study):
+    study = live_study()
+    page = consent_and_first_task(client, study)
+    token = token_of(page)
+    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": ""})
+    assert r.status_code == 400 and b"Please choose which answer is better" in r.content
+    assert token_of(r) == token
+    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": "left", "error_spans": '[{"side":"left","start":0,"end":99999}]'})
+    assert r.status_code == 400 and b"does not fit" in r.content
+    assert not Rating.objects.exists()
+
+
+def test_submit_needs_csrf(live_study):
+    from django.test import Client
+
+    study = live_study()
+    client = Client(enforce_csrf_checks=True)
+    page = consent_and_first_task_csrf(client, study)
+    token = token_of(page)
+    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": "tie"})
+    assert r.status_code == 403 and not Rating.objects.exists()
+    csrf = client.cookies["csrftoken"].value
+    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": "tie", "csrfmiddlewaretoken": csrf})
+    assert r.status_code == 302 and Rating.objects.count() == 1
+
+
+def consent_and_first_task_csrf(client, study):
+    client.get(f"/r/{study.slug}/")
+    client.get(f"/r/{study.slug}/consent/")
+    csrf = client.cookies["csrftoken"].value
+    client.post(f"/r/{study.slug}/consent/", {"agree": "yes", "csrfmiddlewaretoken": csrf})
+    return client.get(f"/r/{study.slug}/task/")
+
+
+def test_json_pair_uses_the_engine(client, live_study):
+    study = live_study(tasks_per_rater=2)
+    consent_and_first_task(client, study)
+    for _ in range(2):
+        task = client.get(f"/r/{study.slug}/api/next/").json()
+        assert not task["done"] and task["token"]
+        r = client.post(task["submit_url"], {"preference": "right", "strength": 3}, content_type="application/json")
+        assert r.json()["ok"]
+        replay = client.post(task["submit_url"], {"preference": "left"}, content_type="application/json")
+        assert replay.json()["rating"] == r.json()["rating"]
+    assert client.get(f"/r/{study.slug}/api/next/").json()["done"] is True
+    assert Rating.objects.count() == 2
+
+
+def test_hot_path_query_budget(client, live_study, monkeypatch):
+    from evalsite.rating import assignment
+
+    monkeypatch.setattr(assignment, "_last_sweep", {study_pk: 1e18 for study_pk in range(1, 10_000)})
+    study = live_study(tasks_per_rater=3)
+    consent_and_first_task(client, study)
+    submit_url = client.get(f"/r/{study.slug}/api/next/").json()["submit_url"]
+    with CaptureQueriesContext(connection) as submit_q:
+        client.post(submit_url, {"preference": "tie"}, content_type="application/json")
+    with CaptureQueriesContext(connection) as next_q:
+        client.get(f"/r/{study.slug}/api/next/")
+    # next: study, rater, lock rater, live lease, pick, counter, insert, page data (+ savepoints)
+    print("queries: next", len(next_q.captured_queries), "submit", len(submit_q.captured_queries))
+    assert len(next_q.captured_queries) <= 10, [q["sql"] for q in next_q.captured_queries]
+    assert len(submit_q.captured_queries) <= 10, [q["sql"] for q in submit_q.captured_queries]
