@@ -36,9 +36,11 @@ def resolve_model_path(model_path: str) -> str:
     """A local folder (or hub-style name) for ``model_path``; builtins are converted on first use."""
     path = model_path.strip()
     if not path:
-        raise ModelNotFound("The model has no model path: set a local folder or builtin:smollm2-135m-instruct.")
+        raise ModelNotFound(
+            "The model has no model path: set a local folder or builtin:smollm2-135m-instruct."
+        )
     if path.startswith(BUILTIN_PREFIX):
-        name = path[len(BUILTIN_PREFIX):]
+        name = path[len(BUILTIN_PREFIX) :]
         if name not in BUILTINS:
             raise ModelNotFound(f"Unknown builtin model {name!r}; available: {', '.join(BUILTINS)}.")
         return str(ensure_builtin(name))
@@ -51,8 +53,8 @@ def require_local_model(model_path: str) -> str:
     folder = Path(resolved)
     if not (folder / "config.json").is_file():
         raise ModelNotFound(
-            f"Model path {model_path!r} is not a model folder (no config.json at {resolved}): give the path of "
-            f"a local folder saved with save_pretrained, or builtin:{SMOLLM2}."
+            f"Model path {model_path!r} is not a model folder (no config.json in {resolved}): give "
+            f"the path of a local folder saved with save_pretrained, or builtin:{SMOLLM2}."
         )
     return resolved
 

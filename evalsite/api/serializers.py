@@ -18,6 +18,23 @@ from evalsite.studies.models import Comparison, GenerationJob, LanguageModel, Pr
 from .permissions import can_change_study, visible_studies
 
 
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def storable_json(value, name: str):
+    """PostgreSQL's jsonb cannot hold a NUL character; refuse it here rather than fail on save."""
+    if _has_nul(value):
+        raise serializers.ValidationError(f"{name} contains a NUL character (\\u0000); remove it.")
+    return value
+
+
 class VisibleStudyField(serializers.SlugRelatedField):
     """A study named by slug, chosen among the studies the requesting user can see."""
 
@@ -71,7 +88,7 @@ class StudySerializer(serializers.ModelSerializer):
     def validate_rating_form(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError('rating_form must be a JSON object, e.g. {"strength": true}.')
-        return value
+        return storable_json(value, "rating_form")
 
 
 class LanguageModelSerializer(serializers.ModelSerializer):
@@ -113,12 +130,12 @@ class LanguageModelSerializer(serializers.ModelSerializer):
     def validate_stop(self, value):
         if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
             raise serializers.ValidationError("stop must be a list of strings.")
-        return value
+        return storable_json(value, "stop")
 
     def validate_engine_options(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError("engine_options must be a JSON object.")
-        return value
+        return storable_json(value, "engine_options")
 
     def validate_study(self, study: Study) -> Study:
         user = self.context["request"].user

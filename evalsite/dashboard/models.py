@@ -43,7 +43,8 @@ class JudgeVerdict(models.Model):
     comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="judge_verdicts")
     judge = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="verdicts")
     order = models.CharField(max_length=2, choices=Order.choices)
-    # In stored A/B terms (already mapped back from the presentation order): A, B or tie.
+    # In the judge's own terms: "A" = the answer it was shown first, "B" = second, or "tie";
+    # empty when the output could not be parsed. analysis.judge.combine_orders maps them back.
     verdict = models.CharField(max_length=4, blank=True)
     raw_output = models.TextField(blank=True)
     error = models.TextField(blank=True)

@@ -45,6 +45,8 @@ EXPIRED = Assignment.Status.EXPIRED
 # they hold back a slot, and the pick retries after a sweep when it finds nothing (see below).
 SWEEP_INTERVAL_SECONDS = 5.0
 _last_sweep: dict[int, float] = {}
+# How many of the least-rated comparisons the fast path of a lease chooses among at random.
+PICK_WINDOW = 64
 
 
 class LeaseError(Exception):
@@ -111,11 +113,7 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
         # The rater row serializes one rater's tabs; it also gives fresh quota/blocked values.
         locked = Rater.objects.select_for_update().get(pk=rater.pk)
         _copy_counters(locked, rater)
-        live = (
-            Assignment.objects.select_for_update()
-            .filter(rater_id=rater.pk, status=LIVE)
-            .first()
-        )
+        live = Assignment.objects.select_for_update().filter(rater_id=rater.pk, status=LIVE).first()
         if live is not None:
             if live.expires_at > now and not locked.blocked:
                 return live
@@ -143,20 +141,32 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
 
 
 def _pick(rater: Rater, study: Study, *, attention: bool) -> int | None:
-    """Lock and return the id of the least-rated comparison this rater may take, or ``None``."""
-    candidates = (
+    """Lock and return the id of the least-rated comparison this rater may take, or ``None``.
+
+    Order: fewest submitted ratings, then fewest live leases, then random. The fast path looks
+    only at a window of the least-rated eligible comparisons (an index range on
+    ``comparison_pool_idx``), so a lease does not sort the whole study; when everything in the
+    window is locked by other raters, the full query runs.
+    """
+    eligible = (
         Comparison.objects.filter(study_id=study.pk, is_attention_check=attention)
         .exclude(assignments__rater_id=rater.pk)
         .annotate(load=F("n_submitted") + F("n_live"))
     )
     if not attention:
-        candidates = candidates.filter(load__lt=study.redundancy)
-    row = (
-        candidates.select_for_update(skip_locked=True)
-        .order_by("load", "?")
-        .values_list("pk", flat=True)[:1]
-    )
-    return next(iter(row), None)
+        # Also on the outer, locked query: PostgreSQL re-checks it on the newest row version.
+        eligible = eligible.filter(load__lt=study.redundancy)
+    window = eligible.order_by("n_submitted").values("pk")[:PICK_WINDOW]
+    for candidates in (eligible.filter(pk__in=window), eligible):
+        row = (
+            candidates.select_for_update(skip_locked=True)
+            .order_by("n_submitted", "n_live", "?")
+            .values_list("pk", flat=True)[:1]
+        )
+        picked = next(iter(row), None)
+        if picked is not None:
+            return picked
+    return None
 
 
 def _expire(assignment: Assignment) -> None:
@@ -194,7 +204,9 @@ def expire_stale_leases(study: Study | None = None, *, now: datetime | None = No
     """
     now = now or timezone.now()
     with transaction.atomic():
-        stale = Assignment.objects.select_for_update(skip_locked=True).filter(status=LIVE, expires_at__lte=now)
+        stale = Assignment.objects.select_for_update(skip_locked=True).filter(
+            status=LIVE, expires_at__lte=now
+        )
         if study is not None:
             stale = stale.filter(comparison__study_id=study.pk)
         rows = list(stale.values_list("pk", "comparison_id"))
@@ -217,7 +229,9 @@ def submit(token: str, rater: Rater, payload: RatingInput, *, now: datetime | No
     rating = _submit(token, rater, payload, now)
     if rating is None:
         # Raised outside the transaction so that returning the lease to the pool is committed.
-        raise LeaseExpired("Your time for this task ran out, so it went to someone else. Here is the next one.")
+        raise LeaseExpired(
+            "Your time for this task ran out, so it went to someone else. Here is the next one."
+        )
     return rating
 
 
@@ -294,7 +308,9 @@ def _stored_spans(assignment: Assignment, payload: RatingInput) -> list[dict]:
             raw_start, raw_end = display_span_to_raw(response.text, start, end)
         except ValueError as exc:
             raise InvalidRating(f"A marked error does not fit the {side} answer: {exc}") from exc
-        spans.append({"response": letter, "start": raw_start, "end": raw_end, "text": response.text[raw_start:raw_end]})
+        spans.append(
+            {"response": letter, "start": raw_start, "end": raw_end, "text": response.text[raw_start:raw_end]}
+        )
     return spans
 
 
@@ -302,6 +318,14 @@ def _copy_counters(source: Rater, target: Rater) -> None:
     """Keep the caller's Rater object in step with the locked row we just read or wrote."""
     if source is target:
         return
-    for name in ("blocked", "blocked_reason", "tasks_submitted", "attention_passed", "attention_failed",
-                 "too_fast", "consented_at", "completed_at"):
+    for name in (
+        "blocked",
+        "blocked_reason",
+        "tasks_submitted",
+        "attention_passed",
+        "attention_failed",
+        "too_fast",
+        "consented_at",
+        "completed_at",
+    ):
         setattr(target, name, getattr(source, name))

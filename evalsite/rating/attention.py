@@ -27,13 +27,19 @@ def attention_model(study: Study) -> LanguageModel:
     model, _ = LanguageModel.objects.get_or_create(
         study=study,
         alias=ATTENTION_ALIAS,
-        defaults={"role": LanguageModel.Role.OTHER, "backend": LanguageModel.Backend.IMPORTED,
-                  "model_path": "", "system_prompt": "Attention checks; not a real model."},
+        defaults={
+            "role": LanguageModel.Role.OTHER,
+            "backend": LanguageModel.Backend.IMPORTED,
+            "model_path": "",
+            "system_prompt": "Attention checks; not a real model.",
+        },
     )
     return model
 
 
-def build_attention_checks(study: Study, limit: int | None = None, *, seed: int | None = None) -> list[Comparison]:
+def build_attention_checks(
+    study: Study, limit: int | None = None, *, seed: int | None = None
+) -> list[Comparison]:
     """Create attention-check comparisons for prompts that have a teacher answer and none yet.
 
     ``limit`` caps how many are created (default: one per eligible prompt). Returns the new
@@ -64,11 +70,19 @@ def build_attention_checks(study: Study, limit: int | None = None, *, seed: int 
         model = attention_model(study)
         for prompt_id in prompt_ids:
             good = by_prompt[prompt_id]
-            others = [r for p, r in by_prompt.items() if p != prompt_id and r.text.strip() != good.text.strip()]
+            others = [
+                r for p, r in by_prompt.items() if p != prompt_id and r.text.strip() != good.text.strip()
+            ]
             wrong_text = rng.choice(others).text if others else OFF_TOPIC
             wrong, _ = Response.objects.update_or_create(
-                prompt_id=prompt_id, model=model, sample_index=0,
-                defaults={"text": wrong_text, "backend": LanguageModel.Backend.IMPORTED, "finish_reason": "stop"},
+                prompt_id=prompt_id,
+                model=model,
+                sample_index=0,
+                defaults={
+                    "text": wrong_text,
+                    "backend": LanguageModel.Backend.IMPORTED,
+                    "finish_reason": "stop",
+                },
             )
             good_is_a = rng.random() < 0.5
             created.append(

@@ -59,17 +59,17 @@ def parse_entry(params) -> Entry:
     return Entry(Rater.Platform.LINK)
 
 
-def cookie_name(study: Study) -> str:
-    return f"evalsite_rater_{study.pk}"
+def cookie_name(slug: str) -> str:
+    return f"evalsite_rater_{slug}"
 
 
-def rater_from_cookie(request: HttpRequest, study: Study) -> Rater | None:
-    """The rater this browser entered the study as, or ``None``."""
+def rater_from_cookie(request: HttpRequest, slug: str) -> Rater | None:
+    """The rater this browser entered the study as (with its study loaded, one query), or ``None``."""
     try:
-        rater_id = request.get_signed_cookie(cookie_name(study), salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE)
+        rater_id = request.get_signed_cookie(cookie_name(slug), salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE)
     except (KeyError, signing.BadSignature):
         return None
-    return Rater.objects.filter(pk=int(rater_id), study_id=study.pk).first()
+    return Rater.objects.select_related("study").filter(pk=int(rater_id), study__slug=slug).first()
 
 
 def set_rater_cookie(request: HttpRequest, response: HttpResponse, study: Study, rater: Rater) -> None:
@@ -77,8 +77,13 @@ def set_rater_cookie(request: HttpRequest, response: HttpResponse, study: Study,
     # browsers only accept together with Secure, i.e. over HTTPS.
     secure = request.is_secure()
     response.set_signed_cookie(
-        cookie_name(study), str(rater.pk), salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE, httponly=True,
-        secure=secure, samesite="None" if secure else "Lax",
+        cookie_name(study.slug),
+        str(rater.pk),
+        salt=COOKIE_SALT,
+        max_age=COOKIE_MAX_AGE,
+        httponly=True,
+        secure=secure,
+        samesite="None" if secure else "Lax",
     )
 
 
@@ -97,8 +102,13 @@ def enter(study: Study, entry: Entry, current: Rater | None) -> Rater:
         if current is not None and current.platform == entry.platform and current.external_id == external_id:
             return current
     rater, created = Rater.objects.get_or_create(
-        study=study, platform=entry.platform, external_id=external_id,
-        defaults={"pseudonym": pseudonym(study, entry.platform, external_id), "platform_data": entry.platform_data},
+        study=study,
+        platform=entry.platform,
+        external_id=external_id,
+        defaults={
+            "pseudonym": pseudonym(study, entry.platform, external_id),
+            "platform_data": entry.platform_data,
+        },
     )
     if not created and entry.platform_data and entry.platform_data != rater.platform_data:
         # MTurk issues a new assignmentId when a worker re-accepts; the latest one must be submitted.

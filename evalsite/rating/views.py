@@ -45,8 +45,11 @@ def _not_live(request: HttpRequest, study: Study) -> HttpResponse:
 
 
 def _current_rater(request: HttpRequest, slug: str) -> tuple[Study, Rater | None]:
-    study = _study(slug)
-    return study, rater_from_cookie(request, study)
+    """The study and this browser's rater; one query on the hot path (the rater brings its study)."""
+    rater = rater_from_cookie(request, slug)
+    if rater is not None:
+        return rater.study, rater
+    return _study(slug), None
 
 
 @xframe_options_exempt
@@ -59,7 +62,7 @@ def entry(request: HttpRequest, slug: str) -> HttpResponse:
     info = parse_entry(request.GET)
     if info.preview:
         return _preview(request, study)
-    rater = enter(study, info, rater_from_cookie(request, study))
+    rater = enter(study, info, rater_from_cookie(request, study.slug))
     target = "rating:task" if rater.consented_at else "rating:consent"
     response = redirect(target, slug=study.slug)
     set_rater_cookie(request, response, study, rater)
@@ -70,7 +73,9 @@ def _preview(request: HttpRequest, study: Study) -> HttpResponse:
     """MTurk preview: a sample task, read-only, nothing leased."""
     comparison = (
         Comparison.objects.filter(study=study, is_attention_check=False)
-        .select_related("prompt", "response_a", "response_b").order_by("id").first()
+        .select_related("prompt", "response_a", "response_b")
+        .order_by("id")
+        .first()
     )
     if comparison is None:
         return _not_live(request, study)
@@ -95,12 +100,16 @@ def consent(request: HttpRequest, slug: str) -> HttpResponse:
             Rater.objects.filter(pk=rater.pk, consented_at__isnull=True).update(consented_at=timezone.now())
             return redirect("rating:task", slug=slug)
         error = "Please tick the box to agree before starting, or close this page if you do not agree."
-    return render(request, "rating/consent.html", {
-        "study": study,
-        "consent_html": render_markdown(study.consent_text),
-        "instructions_html": render_markdown(study.instructions),
-        "error": error,
-    })
+    return render(
+        request,
+        "rating/consent.html",
+        {
+            "study": study,
+            "consent_html": render_markdown(study.consent_text),
+            "instructions_html": render_markdown(study.instructions),
+            "error": error,
+        },
+    )
 
 
 @xframe_options_exempt
@@ -120,7 +129,9 @@ def task(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("rating:done", slug=slug)
     context = _leased_context(study, rater, leased)
     if request.GET.get("expired"):
-        context["notice"] = "Your time for the last task ran out, so it went to someone else. Here is the next one."
+        context["notice"] = (
+            "Your time for the last task ran out, so it went to someone else. Here is the next one."
+        )
     return render(request, "rating/task.html", context)
 
 
@@ -137,7 +148,9 @@ def submit(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     except engine.LeaseExpired:
         return redirect(reverse("rating:task", kwargs={"slug": slug}) + "?expired=1")
     except (RatingFormError, engine.LeaseError) as exc:
-        leased = Assignment.objects.filter(token=token, rater_id=rater.pk, status=Assignment.Status.LIVE).first()
+        leased = Assignment.objects.filter(
+            token=token, rater_id=rater.pk, status=Assignment.Status.LIVE
+        ).first()
         if leased is None:
             return render(request, "rating/message.html", {"study": study, "message": str(exc)}, status=404)
         context = _leased_context(study, rater, leased)
@@ -154,11 +167,15 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     if rater is None:
         return redirect("rating:entry", slug=slug)
     if rater.blocked:
-        return render(request, "rating/message.html", {
-            "study": study,
-            "message": "Thank you. You did not pass the attention checks, so there are no more tasks for you. "
-                       "Please return this study on your platform.",
-        })
+        return render(
+            request,
+            "rating/message.html",
+            {
+                "study": study,
+                "message": "Thank you. You did not pass the attention checks, so there are no more tasks "
+                "for you. Please return this study on your platform.",
+            },
+        )
     if rater.completed_at is None:
         Rater.objects.filter(pk=rater.pk, completed_at__isnull=True).update(completed_at=timezone.now())
     code = study.completion_code
@@ -168,13 +185,17 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     elif rater.platform == Rater.Platform.MTURK:
         data = rater.platform_data
         submit_to = (data.get("turkSubmitTo") or "https://www.mturk.com").rstrip("/")
-        context["mturk"] = {"action": f"{submit_to}/mturk/externalSubmit", "assignment_id": data.get("assignmentId", "")}
+        context["mturk"] = {
+            "action": f"{submit_to}/mturk/externalSubmit",
+            "assignment_id": data.get("assignmentId", ""),
+        }
     elif study.completion_url:
         context["redirect_url"] = study.completion_url
     return render(request, "rating/done.html", context)
 
 
 # --- JSON pair (same engine; used by the benchmark and by scripted clients) -------------------
+
 
 @xframe_options_exempt
 @ensure_csrf_cookie
@@ -189,16 +210,18 @@ def api_next(request: HttpRequest, slug: str) -> JsonResponse:
     if leased is None:
         return JsonResponse({"done": True, "done_url": reverse("rating:done", kwargs={"slug": slug})})
     c = _leased_context(study, rater, leased)
-    return JsonResponse({
-        "done": False,
-        "token": leased.token,
-        "submit_url": reverse("rating:api_submit", kwargs={"slug": slug, "token": leased.token}),
-        "number": c["number"],
-        "total": c["total"],
-        "prompt_html": c["prompt_html"],
-        "left": {"html": c["left"]["html"], "text": c["left"]["text"]},
-        "right": {"html": c["right"]["html"], "text": c["right"]["text"]},
-    })
+    return JsonResponse(
+        {
+            "done": False,
+            "token": leased.token,
+            "submit_url": reverse("rating:api_submit", kwargs={"slug": slug, "token": leased.token}),
+            "number": c["number"],
+            "total": c["total"],
+            "prompt_html": c["prompt_html"],
+            "left": {"html": c["left"]["html"], "text": c["left"]["text"]},
+            "right": {"html": c["right"]["html"], "text": c["right"]["text"]},
+        }
+    )
 
 
 @xframe_options_exempt
@@ -225,8 +248,11 @@ def api_submit(request: HttpRequest, slug: str, token: str) -> JsonResponse:
 
 # --- page context ----------------------------------------------------------------------------
 
+
 def _leased_context(study: Study, rater: Rater, leased: Assignment) -> dict:
-    comparison = Comparison.objects.select_related("prompt", "response_a", "response_b").get(pk=leased.comparison_id)
+    comparison = Comparison.objects.select_related("prompt", "response_a", "response_b").get(
+        pk=leased.comparison_id
+    )
     context = _task_context(study, comparison, leased.left_side, number=rater.tasks_submitted + 1)
     context["token"] = leased.token
     context["expires_at"] = leased.expires_at
@@ -239,11 +265,14 @@ def _side(response) -> dict:
 
 def _task_context(study: Study, comparison: Comparison, left_side: str, number: int) -> dict:
     left, right = (
-        (comparison.response_a, comparison.response_b) if left_side == "A"
+        (comparison.response_a, comparison.response_b)
+        if left_side == "A"
         else (comparison.response_b, comparison.response_a)
     )
     form = study.rating_form or {}
-    aspects = [(a, STYLE_LABELS.get(a, a.replace("_", " ").capitalize())) for a in form.get("style_aspects", [])]
+    aspects = [
+        (a, STYLE_LABELS.get(a, a.replace("_", " ").capitalize())) for a in form.get("style_aspects", [])
+    ]
     context = {
         "study": study,
         "form": form,
@@ -264,5 +293,3 @@ def _task_context(study: Study, comparison: Comparison, left_side: str, number: 
         "scale": range(1, 6),
         "preview": False,
     }
-
-

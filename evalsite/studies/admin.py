@@ -228,6 +228,11 @@ class StudyAdmin(admin.ModelAdmin):
             self.message_user(request, message, messages.ERROR)
             return
         for study in queryset:
+            if study.status in (Study.Status.LIVE, Study.Status.CLOSED):
+                verb = "pause" if study.status == Study.Status.LIVE else "reopen"
+                message = f"{study.slug} is {study.status}: {verb} it (back to ready) before generating."
+                self.message_user(request, message, messages.ERROR)
+                continue
             try:
                 start_generation(study)
             except Exception as exc:  # noqa: BLE001 -- any failure becomes a message, not a 500

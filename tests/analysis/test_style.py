@@ -74,3 +74,16 @@ def test_constant_feature_is_dropped():
             for k in range(30)]
     res = style_controlled(make_ratings(pd.DataFrame(rows)), n_boot=20)
     assert "bold" in res["dropped_features"] and "length" in res["features"]
+
+
+def test_bootstrap_refit_equals_full_newton():
+    from evalsite.analysis.style import bootstrap_weighted_logit
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, 4))
+    y = (rng.random(400) < 1 / (1 + np.exp(-X @ [0.8, -0.4, 0.1, 0.0]))).astype(float)
+    point = fit_weighted_logit(X, y, np.ones((1, 400)))[0]
+    w = rng.poisson(1.0, size=(30, 400)).astype(float)
+    fast = bootstrap_weighted_logit(X, y, w, point, tol=1e-10)
+    exact = fit_weighted_logit(X, y, w, tol=1e-10)
+    assert np.allclose(fast, exact, atol=1e-7)

@@ -50,6 +50,18 @@ def make_rater(study: Study, n: int, **fields) -> Rater:
 
 
 @pytest.fixture
+def awkward_texts() -> list[str]:
+    """The rationales the rated study's ratings carry, in order."""
+    return list(AWKWARD)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """The cast has seven users; the production hasher would spend seconds per test on them."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
 def cast(django_user_model):
     """Every kind of caller, by name. ``None`` stands for anonymous."""
     make = django_user_model.objects.create_user
@@ -70,7 +82,7 @@ def rated_study(make_study, cast):
     study = make_study("rated", n_prompts=3, roles=("teacher", "imitation", "base"), owner=cast["owner"])
     study.shared_with.add(cast["shared"])
     lifecycle.transition(study, Study.Status.READY)
-    teacher, imitation, base = study.models.order_by("alias")
+    teacher, imitation, base = (study.models.get(role=role) for role in ("teacher", "imitation", "base"))
     prompts = list(study.prompts.order_by("position"))
     comparisons = []
     for prompt in prompts:

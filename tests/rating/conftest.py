@@ -14,9 +14,15 @@ def add_comparisons(study: Study) -> list[Comparison]:
     comparisons = []
     for prompt in study.prompts.all():
         a = Response.objects.get(prompt=prompt, model=teacher)
-        others = Response.objects.filter(prompt=prompt).exclude(model=teacher).exclude(model__alias="attention-check")
+        others = (
+            Response.objects.filter(prompt=prompt)
+            .exclude(model=teacher)
+            .exclude(model__alias="attention-check")
+        )
         for b in others:
-            comparisons.append(Comparison.objects.create(study=study, prompt=prompt, response_a=a, response_b=b))
+            comparisons.append(
+                Comparison.objects.create(study=study, prompt=prompt, response_a=a, response_b=b)
+            )
     return comparisons
 
 
@@ -44,8 +50,11 @@ def live_study(make_study):
 def make_rater():
     def build(study: Study, external_id: str = "w1", platform: str = "prolific", **fields) -> Rater:
         return Rater.objects.create(
-            study=study, platform=platform, external_id=external_id,
-            pseudonym=pseudonym(study, platform, external_id), **fields,
+            study=study,
+            platform=platform,
+            external_id=external_id,
+            pseudonym=pseudonym(study, platform, external_id),
+            **fields,
         )
 
     return build

@@ -132,8 +132,14 @@ def test_submit_is_idempotent_and_translates_sides(live_study, make_rater):
     study = live_study()
     r = make_rater(study)
     a = engine.lease_next(r, study)
-    first = rate(a, r, "left", correct={"left": "correct", "right": "error"},
-                style={"left": {"fluent": 5}, "right": {"fluent": 2}}, strength=4)
+    first = rate(
+        a,
+        r,
+        "left",
+        correct={"left": "correct", "right": "error"},
+        style={"left": {"fluent": 5}, "right": {"fluent": 2}},
+        strength=4,
+    )
     replay = rate(a, r, "right")
     assert replay.pk == first.pk and Rating.objects.count() == 1
     other = "B" if a.left_side == "A" else "A"
@@ -173,7 +179,7 @@ def test_error_spans_map_crlf_offsets_to_raw_text(live_study, make_rater):
     rating = rate(a, r, error_spans=[(side_b, start, start + len("Sydney"))])
     (span,) = rating.error_spans
     assert span["response"] == "B"
-    assert raw[span["start"]:span["end"]] == "Sydney" == span["text"]
+    assert raw[span["start"] : span["end"]] == "Sydney" == span["text"]
 
 
 def test_attention_checks_are_mixed_in_and_failures_block(live_study, make_rater):
@@ -215,3 +221,21 @@ def test_too_fast_is_counted_and_flagged(live_study, make_rater):
     assert rating.flagged
     r.refresh_from_db()
     assert r.too_fast == 1 and not r.blocked
+
+
+def test_management_commands(live_study, make_rater):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    study = live_study(n_prompts=3)
+    out = StringIO()
+    call_command("build_attention_checks", study.slug, "--limit", "2", stdout=out)
+    assert "Created 2" in out.getvalue()
+    assert Comparison.objects.filter(study=study, is_attention_check=True).count() == 2
+    r = make_rater(study)
+    a = engine.lease_next(r, study)
+    Assignment.objects.filter(pk=a.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    call_command("expire_leases", stdout=out)
+    assert "Expired 1" in out.getvalue()
+    assert Comparison.objects.get(pk=a.comparison_id).n_live == 0

@@ -16,11 +16,15 @@ N_RATERS = 24
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_parallel_raters_never_exceed_k_or_repeat(live_study, make_rater):
+@pytest.mark.parametrize("window", [64, 2], ids=["fast-path", "window-exhausted-fallback"])
+def test_parallel_raters_never_exceed_k_or_repeat(live_study, make_rater, monkeypatch, window):
+    # With a window of 2, concurrent raters constantly find it locked and take the full query.
+    monkeypatch.setattr(engine, "PICK_WINDOW", window)
     if connection.vendor != "postgresql":
         pytest.skip("row locking (SKIP LOCKED) is what this test exercises; it needs PostgreSQL")
-    study = live_study(slug="crowd", n_prompts=10, roles=("teacher", "imitation", "base"), redundancy=3,
-                       tasks_per_rater=8)
+    study = live_study(
+        slug="crowd", n_prompts=10, roles=("teacher", "imitation", "base"), redundancy=3, tasks_per_rater=8
+    )
     raters = [make_rater(study, f"w{i}") for i in range(N_RATERS)]
     capacity = Comparison.objects.filter(study=study).count() * study.redundancy  # 20 × 3 = 60 slots
     barrier = threading.Barrier(N_RATERS)

@@ -13,9 +13,9 @@ from evalsite.studies.models import Comparison, LanguageModel
 pytestmark = pytest.mark.django_db
 
 XSS = (
-    "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">"
+    '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
     "[click](javascript:window.pwned=3) ![tracker](https://evil.example/t.png) "
-    "<a href=\"https://ok.example\" onclick=\"window.pwned=4\">ok</a> **bold**"
+    '<a href="https://ok.example" onclick="window.pwned=4">ok</a> **bold**'
 )
 
 
@@ -73,7 +73,7 @@ def test_plain_link_uses_a_signed_cookie_and_resumes(client, live_study):
     first = consent_and_first_task(client, study)
     rater = Rater.objects.get(study=study)
     assert rater.platform == "link" and rater.external_id
-    assert client.cookies[f"evalsite_rater_{study.pk}"].value != str(rater.pk)  # signed, not bare
+    assert client.cookies[f"evalsite_rater_{study.slug}"].value != str(rater.pk)  # signed, not bare
     again = client.get(f"/r/{study.slug}/")  # the same browser comes back
     assert again.url.endswith("/task/") and Rater.objects.count() == 1
     assert token_of(client.get("/r/" + study.slug + "/task/")) == token_of(first)
@@ -81,7 +81,7 @@ def test_plain_link_uses_a_signed_cookie_and_resumes(client, live_study):
 
 def test_forged_cookie_is_ignored(client, live_study):
     study = live_study()
-    client.cookies[f"evalsite_rater_{study.pk}"] = "1"
+    client.cookies[f"evalsite_rater_{study.slug}"] = "1"
     r = client.get(f"/r/{study.slug}/task/")
     assert r.status_code == 302 and r.url == f"/r/{study.slug}/"
 
@@ -109,7 +109,9 @@ def test_prolific_completion_redirect_and_code(client, live_study):
 
 
 def test_no_model_identity_in_any_page(client, live_study):
-    study = live_study(n_prompts=2, roles=("teacher", "imitation", "base"), tasks_per_rater=3, instructions="Be fair.")
+    study = live_study(
+        n_prompts=2, roles=("teacher", "imitation", "base"), tasks_per_rater=3, instructions="Be fair."
+    )
     LanguageModel.objects.filter(study=study).update(model_path="secret/model-path-xyz")
     pages = [client.get(f"/r/{study.slug}/?PROLIFIC_PID=p3", follow=True)]
     pages.append(client.post(f"/r/{study.slug}/consent/", {"agree": "yes"}, follow=True))
@@ -148,7 +150,10 @@ def test_form_errors_are_clear_and_keep_the_task(client, live_study):
     r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": ""})
     assert r.status_code == 400 and b"Please choose which answer is better" in r.content
     assert token_of(r) == token
-    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": "left", "error_spans": '[{"side":"left","start":0,"end":99999}]'})
+    r = client.post(
+        f"/r/{study.slug}/task/{token}/",
+        {"preference": "left", "error_spans": '[{"side":"left","start":0,"end":99999}]'},
+    )
     assert r.status_code == 400 and b"does not fit" in r.content
     assert not Rating.objects.exists()
 
@@ -181,7 +186,9 @@ def test_json_pair_uses_the_engine(client, live_study):
     for _ in range(2):
         task = client.get(f"/r/{study.slug}/api/next/").json()
         assert not task["done"] and task["token"]
-        r = client.post(task["submit_url"], {"preference": "right", "strength": 3}, content_type="application/json")
+        r = client.post(
+            task["submit_url"], {"preference": "right", "strength": 3}, content_type="application/json"
+        )
         assert r.json()["ok"]
         replay = client.post(task["submit_url"], {"preference": "left"}, content_type="application/json")
         assert replay.json()["rating"] == r.json()["rating"]
@@ -202,5 +209,5 @@ def test_hot_path_query_budget(client, live_study, monkeypatch):
         client.get(f"/r/{study.slug}/api/next/")
     # next: study, rater, lock rater, live lease, pick, counter, insert, page data (+ savepoints)
     print("queries: next", len(next_q.captured_queries), "submit", len(submit_q.captured_queries))
-    assert len(next_q.captured_queries) <= 10, [q["sql"] for q in next_q.captured_queries]
-    assert len(submit_q.captured_queries) <= 10, [q["sql"] for q in submit_q.captured_queries]
+    assert len(next_q.captured_queries) <= 9, [q["sql"] for q in next_q.captured_queries]
+    assert len(submit_q.captured_queries) <= 9, [q["sql"] for q in submit_q.captured_queries]

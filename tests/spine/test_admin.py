@@ -9,7 +9,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from evalsite.studies.forms import LanguageModelForm
 from evalsite.studies.models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
 from evalsite.studies.pairing import build_comparisons
-from tests.spine.conftest import admin_url, messages_of
+
+from .helpers import admin_url, messages_of
 
 pytestmark = pytest.mark.django_db
 
@@ -321,3 +322,83 @@ def test_upload_responses_needs_an_imported_model(admin_client_staff, make_study
     page = upload(admin_client_staff, study, b"id,response\np0,yes\n", "r.csv", kind="responses", model=hf.pk)
     assert page.status_code == 200 and "Select a valid choice" in page.content.decode()
     assert not Response.objects.exists()
+
+
+def study_form_data(**overrides) -> dict:
+    data = {
+        "title": "From the admin",
+        "slug": "from-admin",
+        "description": "",
+        "instructions": "Rate carefully.",
+        "consent_text": "",
+        "completion_code": "",
+        "completion_url": "",
+        "pairing": "teacher",
+        "redundancy": "3",
+        "tasks_per_rater": "20",
+        "lease_seconds": "900",
+        "attention_check_rate": "0.1",
+        "min_seconds_per_task": "5",
+        "max_attention_failures": "1",
+        "rating_form": '{"strength": true}',
+        "models-TOTAL_FORMS": "1",
+        "models-INITIAL_FORMS": "0",
+        "models-MIN_NUM_FORMS": "0",
+        "models-MAX_NUM_FORMS": "1000",
+        "models-0-alias": "gpt",
+        "models-0-role": "teacher",
+        "models-0-backend": "openai",
+        "models-0-model_path": "gpt-4o",
+        "models-0-temperature": "0.7",
+        "models-0-top_p": "1.0",
+        "models-0-max_tokens": "256",
+        "models-0-samples_per_prompt": "1",
+        "generation_jobs-TOTAL_FORMS": "0",
+        "generation_jobs-INITIAL_FORMS": "0",
+        "generation_jobs-MIN_NUM_FORMS": "0",
+        "generation_jobs-MAX_NUM_FORMS": "0",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_create_study_with_model_inline(admin_client_staff):
+    assert admin_client_staff.get(admin_url("study_add")).status_code == 200
+    page = admin_client_staff.post(admin_url("study_add"), study_form_data(**{"models-0-temperature": "-1"}))
+    assert page.status_code == 200 and "Temperature must be 0 or more" in page.content.decode()
+    assert not Study.objects.exists()
+    page = admin_client_staff.post(admin_url("study_add"), study_form_data())
+    assert page.status_code == 302
+    study = Study.objects.get(slug="from-admin")
+    assert study.status == "draft"
+    assert list(study.models.values_list("alias", "backend", "max_tokens")) == [("gpt", "openai", 256)]
+
+
+def test_progress_script_and_styles_are_found_by_staticfiles():
+    from django.contrib.staticfiles import finders
+
+    script = finders.find("admin/evalsite-progress.js")
+    assert script and "data-finished" in open(script).read()
+    assert finders.find("admin/evalsite-progress.css")
+
+
+def test_generate_action_refuses_live_study(admin_client_staff, make_study):
+    study = ready_study(make_study, slug="onair")
+    Study.objects.filter(pk=study.pk).update(status="live")
+    (msg,) = act(admin_client_staff, "generate_responses", study)
+    assert msg == "onair is live: pause it (back to ready) before generating."
+    assert not GenerationJob.objects.exists()
+
+
+def test_generate_action_with_real_start_generation(admin_client_staff, make_study):
+    pytest.importorskip("workers.generation")
+    # Imported models whose answers are all present: jobs finish at once, nothing is enqueued.
+    study = make_study(slug="complete", n_prompts=2)
+    msgs = act(admin_client_staff, "generate_responses", study)
+    assert msgs == ["complete: generation started; progress shows on the study page."]
+    jobs = GenerationJob.objects.filter(study=study)
+    assert jobs.count() == 2 and set(jobs.values_list("status", flat=True)) == {"done"}
+    study.refresh_from_db()
+    assert study.status == "ready"
+    data = admin_client_staff.get(admin_url("study_progress", study.pk)).json()
+    assert [j["finished"] for j in data["jobs"]] == [True, True]

@@ -14,7 +14,8 @@ from evalsite.studies.pairing import build_comparisons
 
 pytestmark = pytest.mark.django_db
 
-KOALA = Path("/work/shared/data/koala-test-set/koala_test_set.jsonl")
+# The shared data folder sits next to the checkout (../shared), as the issue describes.
+KOALA = Path(__file__).resolve().parents[3] / "shared" / "data" / "koala-test-set" / "koala_test_set.jsonl"
 
 
 @pytest.fixture

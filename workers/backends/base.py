@@ -1,4 +1,4 @@
-"""The generation backend protocol: a batch of chat prompts + decoding parameters in, one result per prompt out.
+"""The generation backend protocol: chat prompts + decoding parameters in, one result per prompt out.
 
 A backend wraps one model behind one engine (vLLM, transformers, an HTTP endpoint, a file). Building
 one is expensive (weights load, engines compile), so :func:`get_backend` builds each once per worker
@@ -19,11 +19,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ChatPrompt:
-    """One user turn, optionally with a system prompt. ``key`` identifies the prompt (its source id)."""
+    """One user turn, optionally with a system prompt; ``key`` is the prompt's source id."""
 
     text: str
     system: str = ""
     key: str = ""
+    sample_index: int = 0
 
     def messages(self) -> list[dict[str, str]]:
         """OpenAI-style chat messages, the shape every chat template and endpoint takes."""
@@ -72,6 +73,7 @@ class GenerationResult:
     finish_reason: str = ""
     latency_ms: float | None = None
     error: str = ""
+    token_ids: list[int] | None = None  # generated ids where the engine exposes them (not stored)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -130,7 +132,7 @@ class GenerationBackend(ABC):
     def default_batch_size(self) -> int:
         return int(self.engine_options.get("batch_size", 16))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- optional hook; most backends hold nothing to release
         """Release engine resources (GPU memory, child processes, connections)."""
 
 

@@ -39,7 +39,9 @@ class HFBackend(GenerationBackend):
         dtype_name = opts.get("dtype") or ("bfloat16" if self.device.startswith("cuda") else "float32")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.local_path)
-            self.model = AutoModelForCausalLM.from_pretrained(self.local_path, dtype=getattr(torch, dtype_name))
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.local_path, dtype=getattr(torch, dtype_name)
+            )
             self.model.to(self.device).eval()
         except torch.OutOfMemoryError as exc:
             raise OutOfMemory(f"{model_path} does not fit on {self.device}: {exc}") from exc
@@ -48,7 +50,9 @@ class HFBackend(GenerationBackend):
         self.tokenizer.padding_side = "left"  # decoder-only models continue from the right end
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.context = int(opts.get("max_model_len") or getattr(self.model.config, "max_position_embeddings", 2048))
+        self.context = int(
+            opts.get("max_model_len") or getattr(self.model.config, "max_position_embeddings", 2048)
+        )
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.eos_token_id)
@@ -73,17 +77,22 @@ class HFBackend(GenerationBackend):
         for i, prompt in enumerate(prompts):
             ids = encode_chat(self.tokenizer, prompt)
             if len(ids) >= self.context:
-                results[i] = GenerationResult(prompt_tokens=len(ids), error=prompt_too_long_message(len(ids), self.context))
+                results[i] = GenerationResult(
+                    prompt_tokens=len(ids), error=prompt_too_long_message(len(ids), self.context)
+                )
             else:
                 encoded.append((i, ids))
         if encoded:
             try:
-                for i, result in zip((i for i, _ in encoded), self._generate_ids([ids for _, ids in encoded], params),
-                                     strict=True):
+                for i, result in zip(
+                    (i for i, _ in encoded),
+                    self._generate_ids([ids for _, ids in encoded], params),
+                    strict=True,
+                ):
                     results[i] = result
             except torch.OutOfMemoryError as exc:
                 raise OutOfMemory(
-                    f"Out of memory generating a batch of {len(encoded)} on {self.device}: lower batch_size in the "
+                    f"Out of memory on a batch of {len(encoded)} on {self.device}: lower batch_size in the "
                     f"model's engine options or max_tokens ({exc})."
                 ) from exc
         return [r for r in results if r is not None]
@@ -116,10 +125,16 @@ class HFBackend(GenerationBackend):
                     break
             text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
             text, stopped = cut_at_stop(text, params.stop)
-            results.append(GenerationResult(
-                text=text, prompt_tokens=len(ids), completion_tokens=n,
-                finish_reason="stop" if stopped else finish, latency_ms=latency_ms,
-            ))
+            results.append(
+                GenerationResult(
+                    text=text,
+                    prompt_tokens=len(ids),
+                    completion_tokens=n,
+                    finish_reason="stop" if stopped else finish,
+                    token_ids=row[:n],
+                    latency_ms=latency_ms,
+                )
+            )
         return results
 
     def close(self) -> None:

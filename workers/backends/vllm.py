@@ -30,8 +30,15 @@ from .base import (
 from .templating import encode_chat
 
 LLM_OPTIONS = (
-    "dtype", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "enforce_eager",
-    "max_num_seqs", "quantization", "swap_space", "seed",
+    "dtype",
+    "tensor_parallel_size",
+    "gpu_memory_utilization",
+    "max_model_len",
+    "enforce_eager",
+    "max_num_seqs",
+    "quantization",
+    "swap_space",
+    "seed",
 )
 
 
@@ -98,13 +105,20 @@ class VLLMBackend(GenerationBackend):
             ids = encode_chat(self.tokenizer, prompt)
             if len(ids) >= self.context:
                 # vLLM rejects the whole batch on one over-long prompt; fail just that prompt instead.
-                results[i] = GenerationResult(prompt_tokens=len(ids), error=prompt_too_long_message(len(ids), self.context))
+                results[i] = GenerationResult(
+                    prompt_tokens=len(ids), error=prompt_too_long_message(len(ids), self.context)
+                )
                 continue
             requests.append(TokensPrompt(prompt_token_ids=ids))
-            sampling.append(SamplingParams(
-                temperature=params.temperature, top_p=params.top_p, seed=params.seed,
-                max_tokens=min(params.max_tokens, self.context - len(ids)), stop=list(params.stop) or None,
-            ))
+            sampling.append(
+                SamplingParams(
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    seed=params.seed,
+                    max_tokens=min(params.max_tokens, self.context - len(ids)),
+                    stop=list(params.stop) or None,
+                )
+            )
             index.append(i)
         if requests:
             started = time.perf_counter()
@@ -118,8 +132,11 @@ class VLLMBackend(GenerationBackend):
             for i, out in zip(index, outputs, strict=True):
                 completion = out.outputs[0]
                 results[i] = GenerationResult(
-                    text=completion.text, prompt_tokens=len(out.prompt_token_ids or ()),
-                    completion_tokens=len(completion.token_ids), finish_reason=completion.finish_reason or "",
+                    text=completion.text,
+                    prompt_tokens=len(out.prompt_token_ids or ()),
+                    completion_tokens=len(completion.token_ids),
+                    finish_reason=completion.finish_reason or "",
+                    token_ids=list(completion.token_ids),
                     latency_ms=latency_ms,
                 )
         return [r for r in results if r is not None]

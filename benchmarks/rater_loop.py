@@ -1,0 +1,346 @@
+"""Rater-loop benchmark: N simulated raters doing next → submit against gunicorn + PostgreSQL.
+
+Creates (drops and recreates) its own database, migrates and seeds it, starts gunicorn on a free
+port, runs the raters for a fixed time with asyncio + httpx, prints cycles/s and latency
+percentiles, then checks the database for collisions (a comparison over k, a rater who got a
+comparison twice, counters that disagree with the rows). Exit status 1 on a collision.
+
+    .venv/bin/python benchmarks/rater_loop.py --raters 100 --seconds 20
+
+The pages use the same engine as the JSON pair used here (``/r/<slug>/api/next/`` and
+``/r/<slug>/api/submit/<token>/``); the JSON pair only skips the HTML templates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+SLUG = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recreate_database(server_url: str, name: str) -> None:
+    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def seed(n_prompts: int, redundancy: int) -> None:
+    """Migrate and build a live study with one comparison per prompt (teacher vs imitation)."""
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    from evalsite.rating.attention import build_attention_checks
+    from evalsite.studies import lifecycle
+    from evalsite.studies.models import Comparison, LanguageModel, Prompt, Response, Study
+
+    study = Study.objects.create(
+        slug=SLUG,
+        title="Benchmark",
+        completion_code="BENCH",
+        redundancy=redundancy,
+        tasks_per_rater=100_000,
+        min_seconds_per_task=0.0,
+        attention_check_rate=0.05,
+        max_attention_failures=30_000,
+        instructions="Rate fast.",
+    )
+    teacher = LanguageModel.objects.create(study=study, alias="teacher", role="teacher", backend="imported")
+    student = LanguageModel.objects.create(study=study, alias="student", role="imitation", backend="imported")
+    prompts = Prompt.objects.bulk_create(
+        Prompt(study=study, source_id=f"p{i}", text=f"Question {i}: why is the sky blue?", position=i)
+        for i in range(n_prompts)
+    )
+    body = "Because of **Rayleigh scattering**.\n\n- shorter wavelengths scatter more\n- so blue dominates\n"
+    responses = Response.objects.bulk_create(
+        Response(prompt=p, model=m, text=f"{body} ({m.role} {p.position})")
+        for p in prompts
+        for m in (teacher, student)
+    )
+    Comparison.objects.bulk_create(
+        Comparison(
+            study=study,
+            prompt_id=responses[i].prompt_id,
+            response_a=responses[i],
+            response_b=responses[i + 1],
+        )
+        for i in range(0, len(responses), 2)
+    )
+    build_attention_checks(study, limit=50, seed=0)
+    lifecycle.transition(study, Study.Status.READY)
+    lifecycle.launch(study)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")  # a live database has statistics; a freshly seeded one does not
+
+
+async def rater(i: int, base: str, deadline: float, cycles: list, latencies: list, errors: list) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
+        r = await client.get(
+            f"/r/{SLUG}/?PROLIFIC_PID=bench-{i}&STUDY_ID=s&SESSION_ID=x", follow_redirects=True
+        )
+        csrf = client.cookies.get("csrftoken")
+        r = await client.post(f"/r/{SLUG}/consent/", data={"agree": "yes", "csrfmiddlewaretoken": csrf})
+        if r.status_code != 302:
+            errors.append(f"consent {r.status_code}")
+            return
+        headers = {"X-CSRFToken": csrf}
+        while time.perf_counter() < deadline:
+            try:
+                if not await cycle(client, headers, cycles, latencies, errors):
+                    return
+            except httpx.TransportError as exc:
+                errors.append(f"transport {exc!r}")
+                await asyncio.sleep(0.1)
+
+
+async def cycle(
+    client: httpx.AsyncClient, headers: dict, cycles: list, latencies: list, errors: list
+) -> bool:
+    """One next → submit cycle (latencies in seconds); ``False`` when this rater should stop."""
+    t0 = time.perf_counter()
+    r = await client.get(f"/r/{SLUG}/api/next/")
+    t1 = time.perf_counter()
+    task = r.json()
+    if r.status_code != 200 or task.get("done"):
+        errors.append(f"next {r.status_code} {task}")
+        return False
+    body = {
+        "preference": random.choice(["left", "right", "tie", "both_bad"]),
+        "strength": 3,
+        "client_ms": 1234,
+    }
+    r = await client.post(task["submit_url"], json=body, headers=headers)
+    t2 = time.perf_counter()
+    if r.status_code != 200:
+        errors.append(f"submit {r.status_code} {r.text[:200]}")
+        return r.status_code == 409  # an expired lease: take the next task
+    latencies.append(t1 - t0)
+    latencies.append(t2 - t1)
+    cycles.append(t2 - t0)
+    return True
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(gunicorn_pid: int, dsn: str, database: str) -> dict[str, list[int]]:
+    children = Path(f"/proc/{gunicorn_pid}/task/{gunicorn_pid}/children").read_text().split()
+    with psycopg.connect(dsn) as conn:
+        backends = [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [database]
+            )
+        ]
+    return {"web": [gunicorn_pid, *map(int, children)], "db": backends}
+
+
+async def run_raters(n: int, base: str, seconds: float, warmup: float, pids_of) -> dict:
+    cycles: list[float] = []
+    latencies: list[float] = []
+    errors: list[str] = []
+    start = time.perf_counter()
+    deadline = start + warmup + seconds
+    tasks = [asyncio.create_task(rater(i, base, deadline, cycles, latencies, errors)) for i in range(n)]
+    await asyncio.sleep(warmup)  # entries, consent, connection set-up are not the steady state
+    pids = pids_of()
+    cpu0 = {k: cpu_seconds(v) for k, v in pids.items()}
+    client0 = time.process_time()
+    n0, l0 = len(cycles), len(latencies)
+    t0 = time.perf_counter()
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in pids.items()}
+    cpu["client"] = time.process_time() - client0
+    return {
+        "cycles": cycles[n0:],
+        "latencies": latencies[l0:],
+        "errors": errors,
+        "elapsed": elapsed,
+        "cpu": cpu,
+    }
+
+
+def check_collisions(dsn: str) -> list[str]:
+    problems = []
+    with psycopg.connect(dsn) as conn:
+        k = conn.execute("SELECT redundancy FROM studies_study WHERE slug = %s", [SLUG]).fetchone()[0]
+        over = conn.execute(
+            """SELECT c.id, COUNT(r.id) FROM studies_comparison c
+               JOIN rating_rating r ON r.comparison_id = c.id
+               WHERE NOT c.is_attention_check GROUP BY c.id HAVING COUNT(r.id) > %s""",
+            [k],
+        ).fetchall()
+        if over:
+            problems.append(f"{len(over)} comparisons have more than k={k} ratings")
+        dup = conn.execute(
+            "SELECT rater_id, comparison_id FROM rating_assignment GROUP BY 1, 2 HAVING COUNT(*) > 1"
+        ).fetchall()
+        if dup:
+            problems.append(f"{len(dup)} rater×comparison pairs leased twice")
+        drift = conn.execute(
+            """SELECT COUNT(*) FROM studies_comparison c WHERE c.n_submitted <>
+               (SELECT COUNT(*) FROM rating_rating r WHERE r.comparison_id = c.id)
+               OR c.n_live <> (SELECT COUNT(*) FROM rating_assignment a WHERE a.comparison_id = c.id
+                               AND a.status = 'live')"""
+        ).fetchone()[0]
+        if drift:
+            problems.append(f"{drift} comparisons whose counters disagree with the rows")
+        ratings = conn.execute("SELECT COUNT(*) FROM rating_rating").fetchone()[0]
+    print(f"database: {ratings} ratings stored; k={k}")
+    return problems
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--raters", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    ap.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    ap.add_argument("--prompts", type=int, default=3000, help="comparisons to seed")
+    ap.add_argument("--redundancy", type=int, default=10)
+    ap.add_argument("--server", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
+    ap.add_argument("--database", default="evalsite_bench")
+    args = ap.parse_args()
+
+    dsn = f"{args.server}/{args.database}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-" + "x" * 50,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "0",
+        "SECURE_COOKIES": "0",
+        "SECURE_HSTS_SECONDS": "0",
+        "DB_CONN_MAX_AGE": "600",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "evalsite.settings",
+    }
+    recreate_database(args.server, args.database)
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    t = time.perf_counter()
+    seed(args.prompts, args.redundancy)
+    print(f"seeded {args.prompts} comparisons (k={args.redundancy}) in {time.perf_counter() - t:.1f}s")
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "evalsite.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(args.workers),
+            "--threads",
+            str(args.threads),
+            "--log-level",
+            "warning",
+            "--backlog",
+            "2048",
+            "--timeout",
+            "120",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/r/{SLUG}/api/next/", timeout=1.0)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        result = asyncio.run(
+            run_raters(
+                args.raters,
+                base,
+                args.seconds,
+                args.warmup,
+                lambda: server_pids(server.pid, dsn, args.database),
+            )
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    cycles, latencies, errors, elapsed = (
+        result["cycles"],
+        result["latencies"],
+        result["errors"],
+        result["elapsed"],
+    )
+    lat = np.array(latencies) * 1000
+    cyc = np.array(cycles) * 1000
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
+        f"{platform.python_version()}; gunicorn {args.workers}x{args.threads} threads; {args.raters} raters"
+    )
+    print(
+        f"cycles: {len(cycles)} in {elapsed:.1f}s = {len(cycles) / elapsed:.0f} cycles/s "
+        f"({len(latencies) / elapsed:.0f} requests/s)"
+    )
+    if len(lat):
+        p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+        c50, c95, c99 = np.percentile(cyc, [50, 95, 99])
+        print(f"request latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}")
+        print(f"cycle latency ms:   p50 {c50:.1f}  p95 {c95:.1f}  p99 {c99:.1f}")
+    if cycles:
+        per = {k: 1000 * v / len(cycles) for k, v in result["cpu"].items()}
+        total = per["web"] + per["db"]
+        load = os.getloadavg()[0]
+        print(
+            f"CPU ms per cycle: web {per['web']:.1f}  postgres {per['db']:.1f}"
+            f"  load generator {per['client']:.1f}"
+            f"  (1-min load average at the end {load:.1f} on {os.cpu_count()} CPUs)"
+        )
+        print(
+            f"server-side capacity if {os.cpu_count()} cores were free for web + postgres: "
+            f"{1000 * os.cpu_count() / total:.0f} cycles/s"
+        )
+    if errors:
+        print(f"errors: {len(errors)}; first: {errors[:3]}")
+    problems = check_collisions(dsn)
+    for p in problems:
+        print("COLLISION:", p)
+    print("collisions: none" if not problems else "collisions: FOUND")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Admin for raters (with per-rater quality statistics), assignments and read-only ratings."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+
+from . import quality
+from .models import Assignment, Rater, Rating
+
+
+@admin.register(Rater)
+class RaterAdmin(admin.ModelAdmin):
+    list_display = (
+        "pseudonym",
+        "study",
+        "platform",
+        "tasks_submitted",
+        "attention_passed",
+        "attention_failed",
+        "too_fast",
+        "n_flagged",
+        "blocked",
+        "consented_at",
+        "completed_at",
+    )
+    list_filter = ("study", "platform", "blocked", "is_expert")
+    search_fields = ("pseudonym", "external_id")
+    readonly_fields = (
+        "pseudonym",
+        "platform_data",
+        "tasks_submitted",
+        "attention_passed",
+        "attention_failed",
+        "too_fast",
+        "consented_at",
+        "completed_at",
+        "created_at",
+        "median_seconds",
+        "majority_agreement",
+    )
+    actions = ("block_raters", "unblock_raters")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("study")
+            .annotate(_flagged=Count("ratings", filter=Q(ratings__flagged=True)))
+        )
+
+    @admin.display(description="flagged", ordering="_flagged")
+    def n_flagged(self, obj: Rater) -> int:
+        return obj._flagged
+
+    @admin.display(description="median seconds per task (server)")
+    def median_seconds(self, obj: Rater) -> str:
+        times = list(obj.ratings.values_list("server_seconds", flat=True))
+        return f"{statistics.median(times):.1f}" if times else "–"
+
+    @admin.display(description="agreement with the other raters' majority")
+    def majority_agreement(self, obj: Rater) -> str:
+        """Share of this rater's verdicts that match the majority of the others on the same comparison."""
+        mine = dict(obj.ratings.values_list("comparison_id", "winner"))
+        others = (
+            Rating.objects.filter(comparison_id__in=mine)
+            .exclude(rater=obj)
+            .values_list("comparison_id", "winner")
+        )
+        votes: dict[int, Counter] = {}
+        for comparison_id, winner in others:
+            votes.setdefault(comparison_id, Counter())[winner] += 1
+        judged = [(mine[c], v.most_common(1)[0][0]) for c, v in votes.items()]
+        if not judged:
+            return "–"
+        agree = sum(1 for own, majority in judged if own == majority)
+        return f"{agree}/{len(judged)} ({100 * agree / len(judged):.0f}%)"
+
+    @admin.action(description="Block the selected raters (flags their ratings)")
+    def block_raters(self, request, queryset):
+        for rater in queryset:
+            quality.block(rater, f"Blocked by {request.user.get_username()}.")
+        messages.success(request, f"Blocked {queryset.count()} rater(s); their ratings are flagged.")
+
+    @admin.action(description="Unblock the selected raters")
+    def unblock_raters(self, request, queryset):
+        for rater in queryset:
+            quality.unblock(rater)
+        messages.success(request, f"Unblocked {queryset.count()} rater(s).")
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "rater",
+        "comparison",
+        "status",
+        "left_side",
+        "leased_at",
+        "expires_at",
+        "submitted_at",
+    )
+    list_filter = ("status", "comparison__study")
+    search_fields = ("rater__pseudonym",)
+    raw_id_fields = ("rater", "comparison")
+    readonly_fields = ("token", "leased_at", "submitted_at")
+    list_select_related = ("rater", "comparison__prompt")
+
+
+@admin.register(Rating)
+class RatingAdmin(admin.ModelAdmin):
+    """Ratings are evidence: readable and filterable here, never edited."""
+
+    list_display = (
+        "id",
+        "study",
+        "comparison",
+        "rater",
+        "winner",
+        "strength",
+        "correct_a",
+        "correct_b",
+        "attention_passed",
+        "flagged",
+        "server_seconds",
+        "created_at",
+    )
+    list_filter = (
+        "study",
+        "winner",
+        "flagged",
+        "attention_passed",
+        "comparison__is_attention_check",
+        "correct_a",
+        "correct_b",
+    )
+    search_fields = ("rater__pseudonym", "rationale")
+    list_select_related = ("study", "rater", "comparison__prompt")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,87 @@
+"""The OpenAI-compatible backend against scripted local endpoints: retries, failures, secrets."""
+
+import pytest
+
+from evalsite.studies.models import GenerationJob, Response
+from workers.backends.base import ChatPrompt, DecodingParams, GenerationError, TransientGenerationError
+from workers.backends.openai_compat import OpenAICompatBackend
+from workers.generation import queue_for, run_job, start_generation
+
+from .conftest import PROMPTS
+
+FAST = {"backoff_seconds": 0.01, "max_retries": 3, "concurrency": 4}
+
+
+def test_retries_429_and_5xx_then_succeeds(scripted_endpoint):
+    base, server = scripted_endpoint(script=[500, 429, 503])
+    backend = OpenAICompatBackend("teacher-model", {"api_base": base, **FAST, "concurrency": 1})
+    (result,) = backend.generate([ChatPrompt("hi", system="be nice")], DecodingParams(max_tokens=5, seed=3))
+    assert result.text == "echo: hi" and result.error == ""
+    assert result.prompt_tokens == 5 and result.completion_tokens == 3 and result.finish_reason == "stop"
+    assert len(server.requests) == 4
+    body = server.requests[-1]["body"]
+    assert body["model"] == "teacher-model" and body["seed"] == 3 and body["max_tokens"] == 5
+    assert body["messages"][0] == {"role": "system", "content": "be nice"}
+
+
+def test_endpoint_that_keeps_failing_raises_transient(scripted_endpoint):
+    base, server = scripted_endpoint(default=502)
+    backend = OpenAICompatBackend("m", {"api_base": base, **FAST})
+    with pytest.raises(TransientGenerationError, match="kept failing after 4 attempts.*HTTP 502"):
+        backend.generate([ChatPrompt("hi")], DecodingParams())
+    assert len(server.requests) == 4
+
+
+def test_bad_request_fails_that_prompt_only(scripted_endpoint):
+    base, _ = scripted_endpoint(script=[400])
+    backend = OpenAICompatBackend("m", {"api_base": base, **FAST, "concurrency": 1})
+    bad, good = backend.generate([ChatPrompt("too long"), ChatPrompt("fine")], DecodingParams())
+    assert bad.error == "HTTP 400: scripted failure 400" and bad.text == ""
+    assert good.text == "echo: fine"
+
+
+def test_api_key_comes_from_the_environment_and_is_not_stored(scripted_endpoint, monkeypatch):
+    base, server = scripted_endpoint()
+    with pytest.raises(GenerationError, match="TEACHER_KEY .* not set"):
+        OpenAICompatBackend("m", {"api_base": base, "api_key_env": "TEACHER_KEY"})
+    monkeypatch.setenv("TEACHER_KEY", "sk-secret-123")
+    backend = OpenAICompatBackend("m", {"api_base": base, "api_key_env": "TEACHER_KEY"})
+    backend.generate([ChatPrompt("hi")], DecodingParams())
+    assert server.requests[0]["auth"] == "Bearer sk-secret-123"
+    assert "sk-secret" not in repr(backend.describe()) + backend.fingerprint()
+
+
+def test_unauthorized_is_not_retried(scripted_endpoint):
+    base, server = scripted_endpoint(default=401)
+    backend = OpenAICompatBackend("m", {"api_base": base, **FAST})
+    with pytest.raises(GenerationError, match="refused the key"):
+        backend.generate([ChatPrompt("hi")], DecodingParams())
+    assert len(server.requests) == 1
+
+
+@pytest.mark.django_db
+def test_failing_endpoint_fails_its_job_and_other_jobs_go_on(
+    make_gen_study, scripted_endpoint, tiny_model_dir
+):
+    down, _ = scripted_endpoint(default=500)
+    up, _ = scripted_endpoint()
+    study = make_gen_study([
+        {"alias": "down", "backend": "openai", "model_path": "m",
+         "engine_options": {"api_base": down, **FAST}},
+        {"alias": "up", "backend": "openai", "model_path": "m", "engine_options": {"api_base": up, **FAST}},
+        {"alias": "local", "backend": "hf", "model_path": str(tiny_model_dir)},
+    ])
+    assert queue_for(study.models.get(alias="down")) == "io"
+    jobs = start_generation(study, enqueue=False)
+    # Not the last attempt: the error propagates so the Celery task can retry with backoff.
+    down_job = next(j for j in jobs if j.model.alias == "down")
+    with pytest.raises(TransientGenerationError):
+        run_job(down_job.pk, final_attempt=False)
+    down_job.refresh_from_db()
+    assert down_job.status == GenerationJob.Status.QUEUED and down_job.last_error.startswith("Will retry")
+    finished = {j.model.alias: run_job(j.pk) for j in jobs}
+    assert finished["down"].status == GenerationJob.Status.FAILED
+    assert "kept failing" in finished["down"].last_error and "HTTP 500" in finished["down"].last_error
+    assert finished["up"].status == finished["local"].status == GenerationJob.Status.DONE
+    assert Response.objects.filter(model__alias="up").count() == len(PROMPTS)
+    assert Response.objects.get(model__alias="up", prompt__source_id="p2").text == "echo: " + PROMPTS[2]

@@ -1,0 +1,82 @@
+"""Imported backend: answers read from a JSONL file instead of generated.
+
+``model_path`` is the file. Each line is an object with the prompt's id (``source_id``, ``prompt_id``
+or ``id``), the answer (``response``, ``output``, ``text`` or ``completion``) and optionally
+``sample_index``; lines without an id are matched on the prompt text (``prompt``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from .base import (
+    ChatPrompt,
+    DecodingParams,
+    GenerationBackend,
+    GenerationError,
+    GenerationResult,
+    ModelNotFound,
+)
+
+ID_KEYS = ("source_id", "prompt_id", "id")
+TEXT_KEYS = ("response", "output", "text", "completion")
+
+
+class ImportedBackend(GenerationBackend):
+    name = "imported"
+
+    def __init__(self, model_path: str, engine_options: dict[str, Any] | None = None) -> None:
+        super().__init__(model_path, engine_options)
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelNotFound(
+                f"Answer file {model_path!r} does not exist: upload it or fix the model path."
+            )
+        self.file_name = path.name
+        self.digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        self.by_id: dict[tuple[str, int], str] = {}
+        self.by_text: dict[tuple[str, int], str] = {}
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                text = next(str(row[k]) for k in TEXT_KEYS if k in row)
+            except (ValueError, StopIteration, TypeError) as exc:
+                raise GenerationError(
+                    f"{path.name} line {n} is not an answer object with one of {', '.join(TEXT_KEYS)}."
+                ) from exc
+            sample = int(row.get("sample_index", 0))
+            key = next((str(row[k]) for k in ID_KEYS if k in row), None)
+            if key is not None:
+                self.by_id[(key, sample)] = text
+            if "prompt" in row:
+                self.by_text[(str(row["prompt"]).strip(), sample)] = text
+
+    def version(self) -> str:
+        return "1"
+
+    def fingerprint(self) -> str:
+        return self.digest
+
+    def default_batch_size(self) -> int:
+        return int(self.engine_options.get("batch_size", 500))
+
+    def generate(self, prompts: list[ChatPrompt], params: DecodingParams) -> list[GenerationResult]:
+        results = []
+        for p in prompts:
+            text = self.by_id.get((p.key, p.sample_index))
+            if text is None:
+                text = self.by_text.get((p.text.strip(), p.sample_index))
+            if text is None:
+                results.append(
+                    GenerationResult(
+                        error=f"No answer for prompt {p.key!r} (sample {p.sample_index}) in {self.file_name}."
+                    )
+                )
+            else:
+                results.append(GenerationResult(text=text, finish_reason="imported", latency_ms=0.0))
+        return results

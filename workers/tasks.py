@@ -1,0 +1,38 @@
+"""Celery tasks. Both are ``acks_late`` + ``reject_on_worker_lost``: a worker killed mid-job leaves the
+message on the broker, another worker picks it up, and the upserts in ``run_job`` make that safe.
+"""
+
+from __future__ import annotations
+
+import httpx
+from celery import shared_task
+
+from evalsite.studies.models import Study
+
+from .backends.base import TransientGenerationError
+from .generation import run_job, start_generation
+
+TRANSIENT = (TransientGenerationError, httpx.TransportError, ConnectionError, TimeoutError)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=5,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=5,
+)
+def run_generation_job(self, job_id: int) -> dict:
+    """Generate the missing answers of one GenerationJob; retried with backoff on transient errors."""
+    job = run_job(job_id, final_attempt=self.request.retries >= self.max_retries)
+    return {"job": job.pk, "status": job.status, "done": job.done, "failed": job.failed}
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, queue="default")
+def generate_study(self, study_id: int) -> list[int]:
+    """Start one GenerationJob per model of the study; each job runs as its own task on its queue."""
+    study = Study.objects.get(pk=study_id)
+    return [job.pk for job in start_generation(study)]
