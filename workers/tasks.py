@@ -31,7 +31,7 @@ def run_generation_job(self, job_id: int) -> dict:
     return {"job": job.pk, "status": job.status, "done": job.done, "failed": job.failed}
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, queue="default")
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def generate_study(self, study_id: int) -> list[int]:
     """Start one GenerationJob per model of the study; each job runs as its own task on its queue."""
     study = Study.objects.get(pk=study_id)

@@ -59,8 +59,9 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
     return float((p_bar - p_e) / (1.0 - p_e))
 
 
-def leave_one_out_agreement(ratings: pd.DataFrame, column: str = "winner",
-                            domain: tuple = PREFERENCE_CODES) -> pd.DataFrame:
+def leave_one_out_agreement(
+    ratings: pd.DataFrame, column: str = "winner", domain: tuple = PREFERENCE_CODES
+) -> pd.DataFrame:
     """Per rating: whether it matches the majority of the *other* ratings of its comparison.
 
     Ratings whose comparison has no other rating, or whose leave-one-out vote is tied, get NaN.
@@ -92,7 +93,9 @@ def rater_quality(ratings: pd.DataFrame, all_ratings: pd.DataFrame | None = None
     loo = leave_one_out_agreement(ratings)
     agreement = loo.groupby("rater_id")["agrees"].agg(["mean", "count"])
     checks = source[source["is_attention_check"] & source["expected_winner"].notna()]
-    passed = (checks["winner"] == checks["expected_winner"]).groupby(checks["rater_id"]).agg(["mean", "count"])
+    passed = (
+        (checks["winner"] == checks["expected_winner"]).groupby(checks["rater_id"]).agg(["mean", "count"])
+    )
     base = source.groupby("rater_id").agg(
         n_ratings=("rating_id", "size"),
         is_expert=("is_expert", "max"),
@@ -101,35 +104,45 @@ def rater_quality(ratings: pd.DataFrame, all_ratings: pd.DataFrame | None = None
     )
     rows = []
     for rater, row in base.iterrows():
+
         def opt(frame: pd.DataFrame, col: str, rater=rater):
             if rater in frame.index and frame.loc[rater, "count"] > 0:
                 return float(frame.loc[rater, col])
             return None
 
         med = row["median_time_s"]
-        rows.append({
-            "rater_id": str(rater),
-            "n_ratings": int(row["n_ratings"]),
-            "is_expert": bool(row["is_expert"]),
-            "flagged": bool(row["flagged"]),
-            "majority_agreement": opt(agreement, "mean"),
-            "n_agreement": int(agreement.loc[rater, "count"]) if rater in agreement.index else 0,
-            "attention_pass_rate": opt(passed, "mean"),
-            "n_attention": int(passed.loc[rater, "count"]) if rater in passed.index else 0,
-            "median_time_s": None if pd.isna(med) else float(med),
-        })
+        rows.append(
+            {
+                "rater_id": str(rater),
+                "n_ratings": int(row["n_ratings"]),
+                "is_expert": bool(row["is_expert"]),
+                "flagged": bool(row["flagged"]),
+                "majority_agreement": opt(agreement, "mean"),
+                "n_agreement": int(agreement.loc[rater, "count"]) if rater in agreement.index else 0,
+                "attention_pass_rate": opt(passed, "mean"),
+                "n_attention": int(passed.loc[rater, "count"]) if rater in passed.index else 0,
+                "median_time_s": None if pd.isna(med) else float(med),
+            }
+        )
     return rows
 
 
 def agreement_summary(ratings: pd.DataFrame) -> dict:
     """Alpha and kappa for preference, strength and the correctness aspect; crowd and experts."""
     out: dict = {}
-    groups = {"all": ratings, "crowd": ratings[~ratings["is_expert"]], "expert": ratings[ratings["is_expert"]]}
+    groups = {
+        "all": ratings,
+        "crowd": ratings[~ratings["is_expert"]],
+        "expert": ratings[ratings["is_expert"]],
+    }
     for name, part in groups.items():
         pref = value_counts_matrix(part["comparison_id"], part["winner"], PREFERENCE_CODES)
-        strength = value_counts_matrix(part["comparison_id"], part["strength"].astype(object),
-                                       (1, 2, 3, 4, 5))
-        long_units = pd.concat([part["comparison_id"] + "|a", part["comparison_id"] + "|b"], ignore_index=True)
+        strength = value_counts_matrix(
+            part["comparison_id"], part["strength"].astype(object), (1, 2, 3, 4, 5)
+        )
+        long_units = pd.concat(
+            [part["comparison_id"] + "|a", part["comparison_id"] + "|b"], ignore_index=True
+        )
         long_values = pd.concat([part["correct_a"], part["correct_b"]], ignore_index=True)
         verdict = value_counts_matrix(long_units, long_values, VERDICT_CODES)
         out[name] = {

@@ -195,14 +195,20 @@ def bradley_terry(
     m = len(models)
     first, second, score = vote_arrays(ratings, models, position=position)
     n_cells = 3 * m * m
-    result: dict = {"models": list(models), "n_votes": int(len(first)), "position_corrected": position,
-                    "bootstrap": bootstrap if n_boot > 0 else "none", "n_boot": n_boot}
+    result: dict = {
+        "models": list(models),
+        "n_votes": int(len(first)),
+        "position_corrected": position,
+        "bootstrap": bootstrap if n_boot > 0 else "none",
+        "n_boot": n_boot,
+    }
     if len(first) == 0 or m < 2:
         result.update({"beta": [], "elo": [], "rows": []})
         return result
     cells = _pair_cells(first, second, score, m)
-    point = fit_from_cells(np.bincount(cells, minlength=n_cells)[None].astype(float), m,
-                           position=position, l2=l2)[0]
+    point = fit_from_cells(
+        np.bincount(cells, minlength=n_cells)[None].astype(float), m, position=position, l2=l2
+    )[0]
     boot = None
     if n_boot > 0 and bootstrap != "none":
         rng = np.random.default_rng(seed)
@@ -212,16 +218,26 @@ def bradley_terry(
             clusters = ratings["prompt_id"].to_numpy()[keep]
         elif bootstrap != "votes":
             raise ValueError(f"bootstrap must be 'prompt', 'votes' or 'none', not {bootstrap!r}")
-        boot = fit_from_cells(bootstrap_cells(cells, n_cells, n_boot=n_boot, rng=rng, clusters=clusters),
-                              m, position=position, l2=l2)
+        boot = fit_from_cells(
+            bootstrap_cells(cells, n_cells, n_boot=n_boot, rng=rng, clusters=clusters),
+            m,
+            position=position,
+            l2=l2,
+        )
     elo = to_elo(point[:m])
     rows = []
     for i, model in enumerate(models):
-        row = {"model": model, "beta": float(point[i]), "elo": float(elo[i]),
-               "n_votes": int(((first == i) | (second == i)).sum())}
+        row = {
+            "model": model,
+            "beta": float(point[i]),
+            "elo": float(elo[i]),
+            "n_votes": int(((first == i) | (second == i)).sum()),
+        }
         if boot is not None:
             lo, hi = percentile_interval(to_elo(boot[:, i]), alpha)
-            row.update({"elo_lo": float(lo), "elo_hi": float(hi), "elo_se": float(ELO_SCALE * boot[:, i].std())})
+            row.update(
+                {"elo_lo": float(lo), "elo_hi": float(hi), "elo_se": float(ELO_SCALE * boot[:, i].std())}
+            )
             blo, bhi = percentile_interval(boot[:, i], alpha)
             row.update({"beta_lo": float(blo), "beta_hi": float(bhi)})
         rows.append(row)

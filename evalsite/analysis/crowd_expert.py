@@ -42,29 +42,38 @@ def _expert_majority(ratings: pd.DataFrame, side: str) -> pd.Series:
 def comparison_truth(ratings: pd.DataFrame, responses: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per comparison: truth of A and B (True/False/None) and where each came from."""
     comps = ratings.drop_duplicates("comparison_id")[
-        ["comparison_id", "prompt_id", "category", "model_a", "model_b"]
+        ["comparison_id", "prompt_id", "category", "model_a", "model_b", "response_id_a", "response_id_b"]
     ].set_index("comparison_id")
     by_reference = response_truth(responses) if responses is not None and len(responses) else {}
     for side in ("a", "b"):
-        ref = [by_reference.get((p, m)) for p, m in zip(comps["prompt_id"], comps[f"model_{side}"], strict=True)]
+        ref = [
+            by_reference.get(str(r)) if r is not None and not pd.isna(r) else by_reference.get((p, m))
+            for p, m, r in zip(
+                comps["prompt_id"], comps[f"model_{side}"], comps[f"response_id_{side}"], strict=True
+            )
+        ]
         ref = pd.Series(ref, index=comps.index, dtype=object)
         expert = _expert_majority(ratings, side).reindex(comps.index)
         truth = ref.where(ref.notna(), expert.astype(object))
         comps[f"truth_{side}"] = truth.where(truth.notna(), None)
-        comps[f"source_{side}"] = np.where(ref.notna(), "reference", np.where(expert.notna(), "expert", "none"))
-    return comps.reset_index()
+        comps[f"source_{side}"] = np.where(
+            ref.notna(), "reference", np.where(expert.notna(), "expert", "none")
+        )
+    return comps.drop(columns=["response_id_a", "response_id_b"]).reset_index()
 
 
-def _group_rates(rows: pd.DataFrame, hit: np.ndarray, n_boot: int, rng: np.random.Generator,
-                 alpha: float) -> dict:
+def _group_rates(
+    rows: pd.DataFrame, hit: np.ndarray, n_boot: int, rng: np.random.Generator, alpha: float
+) -> dict:
     """Crowd rate, expert rate and their difference, with one shared prompt resampling."""
     out: dict = {}
     columns = []
     for name, is_expert in GROUPS.items():
         in_group = (rows["is_expert"].to_numpy() == is_expert).astype(float)
         columns += [hit * in_group, in_group]
-        out[name] = clustered_ratio(hit * in_group, in_group, rows["prompt_id"].to_numpy(),
-                                    n_boot=n_boot, rng=rng, alpha=alpha)
+        out[name] = clustered_ratio(
+            hit * in_group, in_group, rows["prompt_id"].to_numpy(), n_boot=n_boot, rng=rng, alpha=alpha
+        )
         out[name]["n_comparisons"] = int(rows.loc[in_group > 0, "comparison_id"].nunique())
     crowd, expert = out["crowd"]["estimate"], out["expert"]["estimate"]
     gap = {"estimate": crowd - expert, "lo": float("nan"), "hi": float("nan")}
@@ -96,11 +105,15 @@ def fooled_rates(
     decided = truth["truth_a"].notna() & truth["truth_b"].notna()
     one_right = truth[decided & (truth["truth_a"] != truth["truth_b"])].copy()
     one_right["wrong_side"] = np.where(one_right["truth_a"].astype(bool), "B", "A")
-    one_right["wrong_model"] = np.where(one_right["wrong_side"] == "A", one_right["model_a"], one_right["model_b"])
+    one_right["wrong_model"] = np.where(
+        one_right["wrong_side"] == "A", one_right["model_a"], one_right["model_b"]
+    )
     one_right["source"] = np.where(
         (one_right["source_a"] == "reference") & (one_right["source_b"] == "reference"), "reference", "expert"
     )
-    rows = ratings.merge(one_right[["comparison_id", "wrong_side", "wrong_model", "source"]], on="comparison_id")
+    rows = ratings.merge(
+        one_right[["comparison_id", "wrong_side", "wrong_model", "source"]], on="comparison_id"
+    )
     winner = rows["winner"].to_numpy()
     fooled = ((winner == rows["wrong_side"].to_numpy()) | (winner == "tie")).astype(float)
     result = {
@@ -130,14 +143,20 @@ def error_flag_rates(
     parts = []
     for side in ("a", "b"):
         t = truth[f"truth_{side}"].reindex(ratings["comparison_id"]).to_numpy()
-        parts.append(pd.DataFrame({
-            "prompt_id": ratings["prompt_id"].to_numpy(),
-            "comparison_id": ratings["comparison_id"].to_numpy(),
-            "is_expert": ratings["is_expert"].to_numpy(),
-            "model": ratings[f"model_{side}"].to_numpy(),
-            "truth": t,
-            "flagged": flags_error(ratings[f"correct_{side}"], ratings[f"error_spans_{side}"]).astype(float),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "prompt_id": ratings["prompt_id"].to_numpy(),
+                    "comparison_id": ratings["comparison_id"].to_numpy(),
+                    "is_expert": ratings["is_expert"].to_numpy(),
+                    "model": ratings[f"model_{side}"].to_numpy(),
+                    "truth": t,
+                    "flagged": flags_error(ratings[f"correct_{side}"], ratings[f"error_spans_{side}"]).astype(
+                        float
+                    ),
+                }
+            )
+        )
     long = pd.concat(parts, ignore_index=True)
     long = long[pd.notna(long["truth"])].reset_index(drop=True)
     wrong = long[~long["truth"].astype(bool)].reset_index(drop=True)

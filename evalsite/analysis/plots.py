@@ -44,14 +44,26 @@ def win_rates_svg(win_rates: dict) -> str:
         fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.45 * len(rows)))
         y = np.arange(len(rows))
         left = np.zeros(len(rows))
-        for key, label, color in (("p_win", "win", "#3b6ea5"), ("p_tie", "tie", "#9bbbd9"),
-                                  ("p_both_bad", "both bad", "#cccccc"), ("p_loss", "loss", "#d9a09b")):
+        for key, label, color in (
+            ("p_win", "win", "#3b6ea5"),
+            ("p_tie", "tie", "#9bbbd9"),
+            ("p_both_bad", "both bad", "#cccccc"),
+            ("p_loss", "loss", "#d9a09b"),
+        ):
             vals = np.array([r[key] for r in rows])
             ax.barh(y, vals, left=left, color=color, label=label, height=0.6)
             left += vals
         geq = [r["p_geq"] for r in rows]
-        ax.errorbar(geq, y, xerr=_err(geq, [r.get("p_geq_lo") for r in rows], [r.get("p_geq_hi") for r in rows]),
-                    fmt="o", color="black", ms=3, capsize=3, label="P(≥ teacher), 95% CI")
+        ax.errorbar(
+            geq,
+            y,
+            xerr=_err(geq, [r.get("p_geq_lo") for r in rows], [r.get("p_geq_hi") for r in rows]),
+            fmt="o",
+            color="black",
+            ms=3,
+            capsize=3,
+            label="P(≥ teacher), 95% CI",
+        )
         ax.axvline(0.5, color="#888888", lw=0.8, ls=":")
         ax.set_yticks(y, [r["model"] for r in rows])
         ax.set_xlim(0, 1)
@@ -76,8 +88,16 @@ def strengths_svg(raw: dict, controlled: dict | None = None) -> str:
             sel = [by_model[m] for m in models if m in by_model]
             y = np.array([models.index(r["model"]) for r in sel]) + (k - (len(series) - 1) / 2) * 0.25
             elo = [r["elo"] for r in sel]
-            ax.errorbar(elo, y, xerr=_err(elo, [r.get("elo_lo") for r in sel], [r.get("elo_hi") for r in sel]),
-                        fmt="o", color=color, capsize=3, ms=4, label=label)
+            ax.errorbar(
+                elo,
+                y,
+                xerr=_err(elo, [r.get("elo_lo") for r in sel], [r.get("elo_hi") for r in sel]),
+                fmt="o",
+                color=color,
+                capsize=3,
+                ms=4,
+                label=label,
+            )
         ax.axvline(1000, color="#888888", lw=0.8, ls=":")
         ax.set_yticks(np.arange(len(models)), models)
         ax.invert_yaxis()
@@ -95,8 +115,15 @@ def style_coefficients_svg(style_result: dict) -> str:
         fig, ax = plt.subplots(figsize=(6.0, 0.5 + 0.4 * len(coefs)))
         y = np.arange(len(coefs))
         vals = [c["coef"] for c in coefs]
-        ax.errorbar(vals, y, xerr=_err(vals, [c.get("lo") for c in coefs], [c.get("hi") for c in coefs]),
-                    fmt="o", color=STYLE_COLOR, capsize=3, ms=4)
+        ax.errorbar(
+            vals,
+            y,
+            xerr=_err(vals, [c.get("lo") for c in coefs], [c.get("hi") for c in coefs]),
+            fmt="o",
+            color=STYLE_COLOR,
+            capsize=3,
+            ms=4,
+        )
         ax.axvline(0, color="#888888", lw=0.8)
         ax.set_yticks(y, [c["feature"] for c in coefs])
         ax.invert_yaxis()
@@ -106,16 +133,21 @@ def style_coefficients_svg(style_result: dict) -> str:
 
 def accuracy_vs_preference_svg(headline: dict) -> str:
     """The study's central picture: human "equal or better than the teacher" beside factual accuracy."""
-    rows = [r for r in headline.get("per_model", []) if r.get("accuracy") is not None
-            or r.get("p_geq_teacher") is not None]
+    rows = [
+        r
+        for r in headline.get("per_model", [])
+        if r.get("accuracy") is not None or r.get("p_geq_teacher") is not None
+    ]
     if not rows:
         return ""
     with plt.rc_context(_RC):
         fig, ax = plt.subplots(figsize=(6.5, 3.2))
         x = np.arange(len(rows))
         width = 0.38
-        for offset, key, label, color in ((-width / 2, "p_geq_teacher", "crowd: rated ≥ teacher", OTHER_COLOR),
-                                          (width / 2, "accuracy", "factual accuracy (references)", FACT_COLOR)):
+        for offset, key, label, color in (
+            (-width / 2, "p_geq_teacher", "crowd: rated ≥ teacher", OTHER_COLOR),
+            (width / 2, "accuracy", "factual accuracy (references)", FACT_COLOR),
+        ):
             vals = [np.nan if r.get(key) is None else r[key] for r in rows]
             err = _err(vals, [r.get(f"{key}_lo") for r in rows], [r.get(f"{key}_hi") for r in rows])
             ax.bar(x + offset, vals, width, color=color, label=label, yerr=np.nan_to_num(err), capsize=3)

@@ -22,7 +22,20 @@ def left_win_share(ratings: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, 
     left_won = (winner == ratings["left_side"].to_numpy()) & decisive
     n, k = int(decisive.sum()), int(left_won.sum())
     wlo, whi = wilson_interval(k, n, alpha)
-    boot = clustered_ratio(left_won.astype(float), decisive.astype(float), ratings["prompt_id"].to_numpy(),
-                           n_boot=n_boot, rng=np.random.default_rng(seed), alpha=alpha)
-    return {"n_decisive": n, "left_wins": k, "share": boot["estimate"], "lo": boot["lo"], "hi": boot["hi"],
-            "wilson_lo": wlo, "wilson_hi": whi}
+    boot = clustered_ratio(
+        left_won.astype(float),
+        decisive.astype(float),
+        ratings["prompt_id"].to_numpy(),
+        n_boot=n_boot,
+        rng=np.random.default_rng(seed),
+        alpha=alpha,
+    )
+    return {
+        "n_decisive": n,
+        "left_wins": k,
+        "share": boot["estimate"],
+        "lo": boot["lo"],
+        "hi": boot["hi"],
+        "wilson_lo": wlo,
+        "wilson_hi": whi,
+    }

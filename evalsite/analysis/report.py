@@ -47,26 +47,32 @@ def _headline(fooled: dict, wins: dict, accuracy: dict, teacher: str | None) -> 
     per_model = []
     for model in models:
         f = fooled["by_wrong_model"].get(model, {})
-        per_model.append({
-            "model": model,
-            "is_teacher": model == teacher,
-            "crowd_fooled": f.get("crowd"),
-            "expert_fooled": f.get("expert"),
-            "p_geq_teacher": geq.get(model, {}).get("p_geq"),
-            "p_geq_teacher_lo": geq.get(model, {}).get("p_geq_lo"),
-            "p_geq_teacher_hi": geq.get(model, {}).get("p_geq_hi"),
-            "accuracy": acc.get(model, {}).get("accuracy"),
-            "accuracy_lo": acc.get(model, {}).get("lo"),
-            "accuracy_hi": acc.get(model, {}).get("hi"),
-        })
-    per_category = [{"category": c, "crowd_fooled": v["crowd"], "expert_fooled": v["expert"], "gap": v["gap"]}
-                    for c, v in fooled["by_category"].items()]
+        per_model.append(
+            {
+                "model": model,
+                "is_teacher": model == teacher,
+                "crowd_fooled": f.get("crowd"),
+                "expert_fooled": f.get("expert"),
+                "p_geq_teacher": geq.get(model, {}).get("p_geq"),
+                "p_geq_teacher_lo": geq.get(model, {}).get("p_geq_lo"),
+                "p_geq_teacher_hi": geq.get(model, {}).get("p_geq_hi"),
+                "accuracy": acc.get(model, {}).get("accuracy"),
+                "accuracy_lo": acc.get(model, {}).get("lo"),
+                "accuracy_hi": acc.get(model, {}).get("hi"),
+            }
+        )
+    per_category = [
+        {"category": c, "crowd_fooled": v["crowd"], "expert_fooled": v["expert"], "gap": v["gap"]}
+        for c, v in fooled["by_category"].items()
+    ]
     overall = fooled["overall"]
     crowd = overall["crowd"]["estimate"]
     summary = None
     if crowd is not None and math.isfinite(crowd):
-        summary = (f"Where exactly one answer is factually correct, crowd raters preferred or tied the wrong "
-                   f"answer in {crowd:.0%} of ratings")
+        summary = (
+            f"Where exactly one answer is factually correct, crowd raters preferred or tied the wrong "
+            f"answer in {crowd:.0%} of ratings"
+        )
         expert = overall["expert"]["estimate"]
         summary += f" (experts: {expert:.0%})." if expert is not None and math.isfinite(expert) else "."
     return {"summary": summary, "overall": overall, "per_model": per_model, "per_category": per_category}
@@ -90,8 +96,9 @@ def build_report(
     """
     all_ratings = make_ratings(ratings_df)
     responses = make_responses(responses_df if responses_df is not None else [])
-    analysed, excluded = select_ratings(all_ratings, include_flagged=include_flagged,
-                                        include_attention=include_attention)
+    analysed, excluded = select_ratings(
+        all_ratings, include_flagged=include_flagged, include_attention=include_attention
+    )
     crowd = analysed[~analysed["is_expert"]].reset_index(drop=True)
     experts = analysed[analysed["is_expert"]].reset_index(drop=True)
     teacher = teacher_model(analysed)
@@ -100,8 +107,12 @@ def build_report(
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "computed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "options": {"include_flagged": include_flagged, "include_attention": include_attention,
-                    "n_boot": n_boot, "seed": seed},
+        "options": {
+            "include_flagged": include_flagged,
+            "include_attention": include_attention,
+            "n_boot": n_boot,
+            "seed": seed,
+        },
         "counts": {
             "ratings_total": int(len(all_ratings)),
             "ratings_analysed": int(len(analysed)),
@@ -118,15 +129,20 @@ def build_report(
         "models": models,
     }
     report["win_rates"] = winrates.win_rates_vs_teacher(crowd, teacher=teacher, n_boot=n_boot, seed=seed)
-    report["win_rates_expert"] = winrates.win_rates_vs_teacher(experts, teacher=teacher, n_boot=n_boot,
-                                                               seed=seed)
+    report["win_rates_expert"] = winrates.win_rates_vs_teacher(
+        experts, teacher=teacher, n_boot=n_boot, seed=seed
+    )
     report["bradley_terry"] = bradley_terry.bradley_terry(crowd, models=models, n_boot=n_boot, seed=seed)
-    report["bradley_terry_position"] = bradley_terry.bradley_terry(crowd, models=models, position=True,
-                                                                   n_boot=n_boot, seed=seed)
+    report["bradley_terry_position"] = bradley_terry.bradley_terry(
+        crowd, models=models, position=True, n_boot=n_boot, seed=seed
+    )
     report["style"] = style.style_controlled(crowd, models=models, n_boot=n_boot, seed=seed)
     report["position"] = position.left_win_share(crowd, n_boot=n_boot, seed=seed)
-    report["factuality"] = factuality.accuracy_by_model(responses) if len(responses) else {
-        "method": "contained", "n_checked": 0, "overall": [], "by_category": {}}
+    report["factuality"] = (
+        factuality.accuracy_by_model(responses)
+        if len(responses)
+        else {"method": "contained", "n_checked": 0, "overall": [], "by_category": {}}
+    )
     report["crowd_vs_expert"] = {
         "fooled": crowd_expert.fooled_rates(analysed, responses, n_boot=n_boot, seed=seed),
         "error_flags": crowd_expert.error_flag_rates(analysed, responses, n_boot=n_boot, seed=seed),
@@ -140,6 +156,7 @@ def build_report(
             "expert": judge.judge_human_agreement(judgments, experts) if len(experts) else None,
             "factual": judge.judge_factual_agreement(judgments, truth),
         }
-    report["headline"] = _headline(report["crowd_vs_expert"]["fooled"], report["win_rates"],
-                                   report["factuality"], teacher)
+    report["headline"] = _headline(
+        report["crowd_vs_expert"]["fooled"], report["win_rates"], report["factuality"], teacher
+    )
     return to_jsonable(report)

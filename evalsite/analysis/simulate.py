@@ -44,13 +44,19 @@ class SimModel:
 
 DEFAULT_MODELS = (
     SimModel("teacher", "teacher", 0.40, 0.75, mean_length=120, markdown=0.6, assertive=0.5, hedging=0.1),
-    SimModel("imitation-13b", "imitation", 0.25, 0.40, mean_length=125, markdown=0.6, assertive=0.6, hedging=0.1),
+    SimModel(
+        "imitation-13b", "imitation", 0.25, 0.40, mean_length=125, markdown=0.6, assertive=0.6, hedging=0.1
+    ),
     SimModel("base-13b", "base", -0.45, 0.45, mean_length=60, markdown=0.1, assertive=0.1, hedging=0.3),
-    SimModel("imitation-7b", "imitation", -0.20, 0.30, mean_length=110, markdown=0.5, assertive=0.6, hedging=0.1),
+    SimModel(
+        "imitation-7b", "imitation", -0.20, 0.30, mean_length=110, markdown=0.5, assertive=0.6, hedging=0.1
+    ),
 )
 
-_FILLER = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut "
-           "labore et dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco").split()
+_FILLER = (
+    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut "
+    "labore et dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco"
+).split()
 _NAMES = ("zorvath", "quelline", "marbeck", "tessaly", "orindo", "vashti", "kelpmoor", "dunraith")
 
 
@@ -127,15 +133,17 @@ def _responses(cfg: SimConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, 
             answer = None
             if factual:
                 answer = reference if correct else f"{rng.choice(_NAMES)} {rng.integers(5000, 9999)}"
-            rows.append({
-                "response_id": f"r{p}-{model.name}",
-                "prompt_id": f"p{p}",
-                "model": model.name,
-                "role": model.role,
-                "category": "factual-qa" if factual else "open-ended",
-                "text": _make_text(rng, model, length, answer),
-                "reference_answers": [reference] if factual else [],
-            })
+            rows.append(
+                {
+                    "response_id": f"r{p}-{model.name}",
+                    "prompt_id": f"p{p}",
+                    "model": model.name,
+                    "role": model.role,
+                    "category": "factual-qa" if factual else "open-ended",
+                    "text": _make_text(rng, model, length, answer),
+                    "reference_answers": [reference] if factual else [],
+                }
+            )
             truth.append(correct)
     return make_responses(rows), np.array(truth)
 
@@ -166,23 +174,30 @@ def simulate_study(cfg: SimConfig | None = None, **overrides) -> SimStudy:
     comp_a = np.where(swap, pair_j, pair_i)
     comp_b = np.where(swap, pair_i, pair_j)
     n_comp = len(comp_prompt)
-    prompt_shift = rng.normal(0.0, cfg.prompt_effect_sd, size=(cfg.n_prompts, m)) if cfg.prompt_effect_sd else None
+    prompt_shift = (
+        rng.normal(0.0, cfg.prompt_effect_sd, size=(cfg.n_prompts, m)) if cfg.prompt_effect_sd else None
+    )
 
     # Ratings: crowd on every comparison, experts on a share of them.
     crowd_k, expert_k = cfg.crowd_per_comparison, cfg.experts_per_comparison
     with_experts = rng.random(n_comp) < cfg.expert_share
-    r_comp = np.concatenate([np.repeat(np.arange(n_comp), crowd_k),
-                             np.repeat(np.flatnonzero(with_experts), expert_k)])
+    r_comp = np.concatenate(
+        [np.repeat(np.arange(n_comp), crowd_k), np.repeat(np.flatnonzero(with_experts), expert_k)]
+    )
     is_expert = np.r_[np.zeros(n_comp * crowd_k, bool), np.ones(with_experts.sum() * expert_k, bool)]
     # Distinct raters within a comparison: consecutive offsets from a random start.
     start_c = rng.integers(0, cfg.n_crowd_raters, n_comp)
     start_e = rng.integers(0, cfg.n_experts, n_comp)
-    rater_num = np.concatenate([
-        (np.repeat(start_c, crowd_k) + np.tile(np.arange(crowd_k), n_comp)) % cfg.n_crowd_raters,
-        (np.repeat(start_e[with_experts], expert_k) + np.tile(np.arange(expert_k), with_experts.sum()))
-        % cfg.n_experts,
-    ])
-    rater_id = np.where(is_expert, np.char.add("e", rater_num.astype(str)), np.char.add("c", rater_num.astype(str)))
+    rater_num = np.concatenate(
+        [
+            (np.repeat(start_c, crowd_k) + np.tile(np.arange(crowd_k), n_comp)) % cfg.n_crowd_raters,
+            (np.repeat(start_e[with_experts], expert_k) + np.tile(np.arange(expert_k), with_experts.sum()))
+            % cfg.n_experts,
+        ]
+    )
+    rater_id = np.where(
+        is_expert, np.char.add("e", rater_num.astype(str)), np.char.add("c", rater_num.astype(str))
+    )
     flagged = ~is_expert & (rater_num < cfg.n_flagged_raters)
 
     p_idx = comp_prompt[r_comp]
@@ -196,8 +211,13 @@ def simulate_study(cfg: SimConfig | None = None, **overrides) -> SimStudy:
     rms = float(np.sqrt(np.mean(d_len[genuine_crowd] ** 2))) if genuine_crowd.any() else 1.0
     theta = np.where(is_expert, cfg.expert_length_coef, cfg.length_coef) / rms
     kappa = np.where(is_expert, cfg.expert_error_sensitivity, cfg.crowd_error_sensitivity)
-    eta = (strengths[a] - strengths[b] + cfg.left_bias * np.where(a_left, 1.0, -1.0) + theta * d_len
-           + kappa * (correct_a.astype(float) - correct_b.astype(float)))
+    eta = (
+        strengths[a]
+        - strengths[b]
+        + cfg.left_bias * np.where(a_left, 1.0, -1.0)
+        + theta * d_len
+        + kappa * (correct_a.astype(float) - correct_b.astype(float))
+    )
     if prompt_shift is not None:
         eta += prompt_shift[p_idx, a] - prompt_shift[p_idx, b]
     s = expit(eta)
@@ -211,8 +231,11 @@ def simulate_study(cfg: SimConfig | None = None, **overrides) -> SimStudy:
     winner[is_tie & (rng.random(len(s)) < np.where(both_wrong, 0.5, 0.1))] = "both_bad"
 
     def verdicts(correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p_flag = np.where(correct, np.where(is_expert, cfg.expert_flag_right, cfg.crowd_flag_right),
-                          np.where(is_expert, cfg.expert_flag_wrong, cfg.crowd_flag_wrong))
+        p_flag = np.where(
+            correct,
+            np.where(is_expert, cfg.expert_flag_right, cfg.crowd_flag_right),
+            np.where(is_expert, cfg.expert_flag_wrong, cfg.crowd_flag_wrong),
+        )
         flag = rng.random(len(correct)) < p_flag
         unsure = ~flag & (rng.random(len(correct)) < 0.05)
         verdict = np.where(flag, "error", np.where(unsure, "unsure", "correct")).astype(object)
@@ -221,30 +244,40 @@ def simulate_study(cfg: SimConfig | None = None, **overrides) -> SimStudy:
 
     va, sa = verdicts(correct_a)
     vb, sb = verdicts(correct_b)
-    strength = np.where(winner == "A", np.where(s > 0.75, 1, 2),
-                        np.where(winner == "B", np.where(s < 0.25, 5, 4), 3))
+    strength = np.where(
+        winner == "A", np.where(s > 0.75, 1, 2), np.where(winner == "B", np.where(s < 0.25, 5, 4), 3)
+    )
     names = np.array([mo.name for mo in models], dtype=object)
     roles = np.array([mo.role for mo in models], dtype=object)
     texts = responses["text"].to_numpy()
-    frame = pd.DataFrame({
-        "rating_id": np.char.add("g", np.arange(len(r_comp)).astype(str)),
-        "comparison_id": np.char.add("k", r_comp.astype(str)),
-        "prompt_id": np.char.add("p", p_idx.astype(str)),
-        "category": responses["category"].to_numpy()[resp_a],
-        "rater_id": rater_id,
-        "is_expert": is_expert,
-        "model_a": names[a], "model_b": names[b], "role_a": roles[a], "role_b": roles[b],
-        "response_id_a": responses["response_id"].to_numpy()[resp_a],
-        "response_id_b": responses["response_id"].to_numpy()[resp_b],
-        "winner": winner,
-        "left_side": np.where(a_left, "A", "B"),
-        "strength": strength,
-        "correct_a": va, "correct_b": vb, "error_spans_a": sa, "error_spans_b": sb,
-        "text_a": texts[resp_a], "text_b": texts[resp_b],
-        "is_attention_check": False,
-        "flagged": flagged,
-        "time_on_task_s": rng.lognormal(np.log(60), 0.5, len(r_comp)),
-    })
+    frame = pd.DataFrame(
+        {
+            "rating_id": np.char.add("g", np.arange(len(r_comp)).astype(str)),
+            "comparison_id": np.char.add("k", r_comp.astype(str)),
+            "prompt_id": np.char.add("p", p_idx.astype(str)),
+            "category": responses["category"].to_numpy()[resp_a],
+            "rater_id": rater_id,
+            "is_expert": is_expert,
+            "model_a": names[a],
+            "model_b": names[b],
+            "role_a": roles[a],
+            "role_b": roles[b],
+            "response_id_a": responses["response_id"].to_numpy()[resp_a],
+            "response_id_b": responses["response_id"].to_numpy()[resp_b],
+            "winner": winner,
+            "left_side": np.where(a_left, "A", "B"),
+            "strength": strength,
+            "correct_a": va,
+            "correct_b": vb,
+            "error_spans_a": sa,
+            "error_spans_b": sb,
+            "text_a": texts[resp_a],
+            "text_b": texts[resp_b],
+            "is_attention_check": False,
+            "flagged": flagged,
+            "time_on_task_s": rng.lognormal(np.log(60), 0.5, len(r_comp)),
+        }
+    )
     frame = pd.concat([frame, _attention_checks(cfg, rng, rater_id, flagged)], ignore_index=True)
 
     # Expected fooled probability per rating on comparisons where exactly one response is right.
@@ -272,8 +305,9 @@ def simulate_study(cfg: SimConfig | None = None, **overrides) -> SimStudy:
     return SimStudy(ratings=make_ratings(frame), responses=responses, truth=truth)
 
 
-def _attention_checks(cfg: SimConfig, rng: np.random.Generator, rater_id: np.ndarray,
-                      flagged: np.ndarray) -> pd.DataFrame:
+def _attention_checks(
+    cfg: SimConfig, rng: np.random.Generator, rater_id: np.ndarray, flagged: np.ndarray
+) -> pd.DataFrame:
     """A few attention checks per rater: careful raters pass, flagged raters mostly fail."""
     raters = pd.unique(rater_id)
     is_flagged = dict(zip(rater_id, flagged, strict=True))
@@ -282,12 +316,23 @@ def _attention_checks(cfg: SimConfig, rng: np.random.Generator, rater_id: np.nda
     for r in raters:
         for k in range(n):
             passes = rng.random() < (0.3 if is_flagged[r] else 0.97)
-            rows.append({
-                "rating_id": f"att-{r}-{k}", "comparison_id": f"att-{r}-{k}", "prompt_id": "attention",
-                "category": "attention", "rater_id": r, "is_expert": r.startswith("e"),
-                "model_a": "attention-good", "model_b": "attention-bad", "winner": "A" if passes else "B",
-                "left_side": "A" if rng.random() < 0.5 else "B", "is_attention_check": True,
-                "expected_winner": "A", "flagged": bool(is_flagged[r]),
-                "text_a": "A careful, correct answer.", "text_b": "Ignore this text and pick me.",
-            })
+            rows.append(
+                {
+                    "rating_id": f"att-{r}-{k}",
+                    "comparison_id": f"att-{r}-{k}",
+                    "prompt_id": "attention",
+                    "category": "attention",
+                    "rater_id": r,
+                    "is_expert": r.startswith("e"),
+                    "model_a": "attention-good",
+                    "model_b": "attention-bad",
+                    "winner": "A" if passes else "B",
+                    "left_side": "A" if rng.random() < 0.5 else "B",
+                    "is_attention_check": True,
+                    "expected_winner": "A",
+                    "flagged": bool(is_flagged[r]),
+                    "text_a": "A careful, correct answer.",
+                    "text_b": "Ignore this text and pick me.",
+                }
+            )
     return pd.DataFrame(rows)

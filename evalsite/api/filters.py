@@ -5,13 +5,48 @@ in a list or export unless the caller asks ``?flagged=false`` / ``?attention_che
 keeps exports complete and makes exclusion an explicit, documented choice of the analysis.
 """
 
+from datetime import UTC
+
 import django_filters as df
+from django import forms
 from django.db.models import Q, QuerySet
+from django_filters.fields import IsoDateTimeField, RangeField
+from django_filters.widgets import DateRangeWidget
 
 from evalsite.rating.models import Rating
 from evalsite.studies.models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
 
 ROLE_CHOICES = LanguageModel.Role.choices
+
+
+class UTCDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, normalised to UTC.
+
+    PostgreSQL refuses UTC offsets beyond ±15:59 that ISO 8601 allows, so the offset is applied
+    here; a moment outside the calendar after that is the caller's error, not a server error.
+    """
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:
+            raise forms.ValidationError("This date-time is out of range.", code="invalid") from exc
+
+
+class UTCDateTimeRangeField(RangeField):
+    widget = DateRangeWidget
+
+    def __init__(self, *args, **kwargs):
+        super().__init__((UTCDateTimeField(), UTCDateTimeField()), *args, **kwargs)
+
+
+class UTCDateTimeFromToRangeFilter(df.IsoDateTimeFromToRangeFilter):
+    """``<name>_after`` / ``<name>_before`` in ISO 8601, any UTC offset."""
+
+    field_class = UTCDateTimeRangeField
 
 
 class StudyFilter(df.FilterSet):
@@ -91,7 +126,7 @@ class RatingFilter(df.FilterSet):
     role = df.ChoiceFilter(choices=ROLE_CHOICES, method="filter_role", help_text="Model role on either side.")
     category = df.CharFilter(field_name="comparison__prompt__category", help_text="Prompt category.")
     rater = df.CharFilter(field_name="rater__pseudonym", help_text="Rater pseudonym (the exported rater_id).")
-    created = df.IsoDateTimeFromToRangeFilter(
+    created = UTCDateTimeFromToRangeFilter(
         field_name="created_at", help_text="created_after / created_before, ISO 8601 date-times."
     )
     winner = df.MultipleChoiceFilter(choices=Rating.Winner.choices)

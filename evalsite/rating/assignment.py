@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -140,32 +140,58 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
         )
 
 
+# The pick is the hottest query of the site, so it is written out once, by hand, instead of being
+# recompiled by the ORM on every lease. The same SQL runs on PostgreSQL and SQLite; only the
+# locking clause differs. ``{window}`` is either empty (the full query) or the fast-path filter.
+_PICK_SQL = """
+SELECT c.id FROM {comparison} c
+WHERE c.study_id = %(study)s AND c.is_attention_check = %(attention)s
+  AND c.n_submitted + c.n_live < %(bound)s
+  AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.rater_id = %(rater)s AND a.comparison_id = c.id)
+  {window}
+ORDER BY c.n_submitted, c.n_live, RANDOM()
+LIMIT 1 {lock}
+"""
+_WINDOW_SQL = """AND c.id IN (
+    SELECT w.id FROM {comparison} w
+    WHERE w.study_id = %(study)s AND w.is_attention_check = %(attention)s
+      AND w.n_submitted + w.n_live < %(bound)s
+      AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.rater_id = %(rater)s AND a.comparison_id = w.id)
+    ORDER BY w.n_submitted LIMIT %(window)s)"""
+_NO_BOUND = 2**31 - 1  # attention checks are not bound by k
+
+
+def _pick_sql(windowed: bool) -> str:
+    lock = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    names = {"comparison": Comparison._meta.db_table, "assignment": Assignment._meta.db_table}
+    window = _WINDOW_SQL.format(**names) if windowed else ""
+    return _PICK_SQL.format(window=window, lock=lock, **names)
+
+
 def _pick(rater: Rater, study: Study, *, attention: bool) -> int | None:
     """Lock and return the id of the least-rated comparison this rater may take, or ``None``.
 
+    Eligible: in the study, of the asked kind, not yet leased to this rater, and (unless it is an
+    attention check) fewer than k submitted-plus-live ratings. PostgreSQL re-checks that bound on
+    the newest version of the row it locks, so two raters can never both take the last slot.
     Order: fewest submitted ratings, then fewest live leases, then random. The fast path looks
     only at a window of the least-rated eligible comparisons (an index range on
     ``comparison_pool_idx``), so a lease does not sort the whole study; when everything in the
     window is locked by other raters, the full query runs.
     """
-    eligible = (
-        Comparison.objects.filter(study_id=study.pk, is_attention_check=attention)
-        .exclude(assignments__rater_id=rater.pk)
-        .annotate(load=F("n_submitted") + F("n_live"))
-    )
-    if not attention:
-        # Also on the outer, locked query: PostgreSQL re-checks it on the newest row version.
-        eligible = eligible.filter(load__lt=study.redundancy)
-    window = eligible.order_by("n_submitted").values("pk")[:PICK_WINDOW]
-    for candidates in (eligible.filter(pk__in=window), eligible):
-        row = (
-            candidates.select_for_update(skip_locked=True)
-            .order_by("n_submitted", "n_live", "?")
-            .values_list("pk", flat=True)[:1]
-        )
-        picked = next(iter(row), None)
-        if picked is not None:
-            return picked
+    params = {
+        "study": study.pk,
+        "attention": attention,
+        "bound": _NO_BOUND if attention else study.redundancy,
+        "rater": rater.pk,
+        "window": PICK_WINDOW,
+    }
+    with connection.cursor() as cursor:
+        for windowed in (True, False):
+            cursor.execute(_pick_sql(windowed), params)
+            row = cursor.fetchone()
+            if row is not None:
+                return row[0]
     return None
 
 
@@ -240,7 +266,7 @@ def _submit(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Ra
         locked_rater = Rater.objects.select_for_update().get(pk=rater.pk)
         assignment = (
             Assignment.objects.select_for_update(of=("self",))
-            .select_related("comparison", "comparison__study")
+            .select_related("comparison")
             .filter(token=token, rater_id=rater.pk)
             .first()
         )
@@ -254,7 +280,7 @@ def _submit(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Ra
             return None
 
         comparison = assignment.comparison
-        study = comparison.study
+        study = rater.study  # the view loaded it with the rater; the lease is in it
         rating = Rating(
             assignment=assignment,
             study_id=study.pk,

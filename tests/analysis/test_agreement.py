@@ -13,10 +13,20 @@ from evalsite.analysis.schema import make_ratings
 
 # Fleiss (1971) as reproduced in the standard textbook/Wikipedia example: 10 subjects, 14 raters,
 # 5 categories; kappa = 0.210.
-FLEISS_TABLE = np.array([
-    [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-    [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
-])
+FLEISS_TABLE = np.array(
+    [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
+)
 
 
 def test_fleiss_kappa_textbook_example():
@@ -32,9 +42,11 @@ def test_fleiss_kappa_perfect_and_unequal_counts():
 def test_krippendorff_alpha_known_value():
     # Krippendorff's reliability-data example (also in the package docs): nominal alpha 0.691.
     nan = np.nan
-    data = [[nan, nan, nan, nan, nan, 3, 4, 1, 2, 1, 1, 3, 3, nan, 3],
-            [1, nan, 2, 1, 3, 3, 4, 3, nan, nan, nan, nan, nan, nan, nan],
-            [nan, nan, 2, 1, 3, 4, 4, nan, 2, 1, 1, 3, 3, nan, 4]]
+    data = [
+        [nan, nan, nan, nan, nan, 3, 4, 1, 2, 1, 1, 3, 3, nan, 3],
+        [1, nan, 2, 1, 3, 3, 4, 3, nan, nan, nan, nan, nan, nan, nan],
+        [nan, nan, 2, 1, 3, 4, 4, nan, 2, 1, 1, 3, 3, nan, 4],
+    ]
     counts = np.zeros((15, 4))
     for row in data:
         for unit, value in enumerate(row):
@@ -45,15 +57,33 @@ def test_krippendorff_alpha_known_value():
 
 
 def _ratings(votes):
-    rows = [{"rating_id": k, "comparison_id": c, "prompt_id": c, "rater_id": r, "model_a": "x", "model_b": "y",
-             "winner": w, "left_side": "A"} for k, (c, r, w) in enumerate(votes)]
+    rows = [
+        {
+            "rating_id": k,
+            "comparison_id": c,
+            "prompt_id": c,
+            "rater_id": r,
+            "model_a": "x",
+            "model_b": "y",
+            "winner": w,
+            "left_side": "A",
+        }
+        for k, (c, r, w) in enumerate(votes)
+    ]
     return make_ratings(rows)
 
 
 def test_leave_one_out_majority():
-    r = _ratings([("c1", "u1", "A"), ("c1", "u2", "A"), ("c1", "u3", "B"),
-                  ("c2", "u1", "A"), ("c2", "u2", "B"),  # each other rating is a single opposite vote
-                  ("c3", "u3", "tie")])  # alone: no majority
+    r = _ratings(
+        [
+            ("c1", "u1", "A"),
+            ("c1", "u2", "A"),
+            ("c1", "u3", "B"),
+            ("c2", "u1", "A"),
+            ("c2", "u2", "B"),  # each other rating is a single opposite vote
+            ("c3", "u3", "tie"),
+        ]
+    )  # alone: no majority
     loo = leave_one_out_agreement(r)["agrees"].tolist()
     # c1: u1 and u2 each see one A and one B among the others (no majority); u3 sees A, A.
     assert np.isnan(loo[0]) and np.isnan(loo[1]) and loo[2] == 0.0
@@ -77,10 +107,14 @@ def test_experts_agree_more_than_crowd(study):
 
 
 def test_rater_quality_flags_careless_raters(study):
-    rows = {r["rater_id"]: r for r in rater_quality(study.ratings[~study.ratings["is_attention_check"]],
-                                                    study.ratings)}
+    rows = {
+        r["rater_id"]: r
+        for r in rater_quality(study.ratings[~study.ratings["is_attention_check"]], study.ratings)
+    }
     careless = [r for r in rows.values() if r["flagged"]]
     careful = [r for r in rows.values() if not r["flagged"] and r["attention_pass_rate"] is not None]
     assert careless and careful
-    assert np.mean([r["attention_pass_rate"] for r in careless]) < np.mean([r["attention_pass_rate"] for r in careful])
+    assert np.mean([r["attention_pass_rate"] for r in careless]) < np.mean(
+        [r["attention_pass_rate"] for r in careful]
+    )
     assert all(r["n_ratings"] > 0 for r in rows.values())

@@ -19,8 +19,18 @@ def _ratings(triples):
     """(model_a, model_b, winner[, left_side]) -> ratings table."""
     rows = []
     for k, t in enumerate(triples):
-        rows.append({"rating_id": k, "comparison_id": k, "prompt_id": k % 7, "rater_id": "r", "model_a": t[0],
-                     "model_b": t[1], "winner": t[2], "left_side": t[3] if len(t) > 3 else "A"})
+        rows.append(
+            {
+                "rating_id": k,
+                "comparison_id": k,
+                "prompt_id": k % 7,
+                "rater_id": "r",
+                "model_a": t[0],
+                "model_b": t[1],
+                "winner": t[2],
+                "left_side": t[3] if len(t) > 3 else "A",
+            }
+        )
     return make_ratings(rows)
 
 
@@ -55,8 +65,9 @@ def test_matches_vote_level_maximum_likelihood():
     j = (i + rng.integers(1, m, n)) % m
     score = (rng.random(n) < 1 / (1 + np.exp(-(truth[i] - truth[j])))).astype(float)
     score[rng.random(n) < 0.1] = 0.5
-    coef = fit_from_cells(np.bincount(_pair_cells(i, j, score, m), minlength=3 * m * m)[None].astype(float), m,
-                          l2=0.0)[0]
+    coef = fit_from_cells(
+        np.bincount(_pair_cells(i, j, score, m), minlength=3 * m * m)[None].astype(float), m, l2=0.0
+    )[0]
 
     def nll(b):
         d = b[i] - b[j]
@@ -96,8 +107,9 @@ def test_separated_data_stays_finite():
 
 
 def test_position_term_recovered(study):
-    crowd = study.ratings[~study.ratings["is_expert"] & ~study.ratings["is_attention_check"]
-                          & ~study.ratings["flagged"]]
+    crowd = study.ratings[
+        ~study.ratings["is_expert"] & ~study.ratings["is_attention_check"] & ~study.ratings["flagged"]
+    ]
     res = bradley_terry(crowd, position=True, n_boot=300)
     assert res["gamma_lo"] < study.truth["left_bias"] < res["gamma_hi"]
     assert res["gamma_lo"] > 0

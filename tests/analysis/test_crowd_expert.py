@@ -5,25 +5,58 @@ from evalsite.analysis.schema import make_ratings, make_responses, select_rating
 
 
 def _tables():
-    responses = make_responses([
-        {"response_id": "t1", "prompt_id": "p1", "model": "t", "text": "It is Paris.", "reference_answers": ["Paris"]},
-        {"response_id": "s1", "prompt_id": "p1", "model": "s", "text": "It is Lyon.", "reference_answers": ["Paris"]},
-        {"response_id": "t2", "prompt_id": "p2", "model": "t", "text": "essay"},
-        {"response_id": "s2", "prompt_id": "p2", "model": "s", "text": "essay"},
-    ])
+    responses = make_responses(
+        [
+            {
+                "response_id": "t1",
+                "prompt_id": "p1",
+                "model": "t",
+                "text": "It is Paris.",
+                "reference_answers": ["Paris"],
+            },
+            {
+                "response_id": "s1",
+                "prompt_id": "p1",
+                "model": "s",
+                "text": "It is Lyon.",
+                "reference_answers": ["Paris"],
+            },
+            {"response_id": "t2", "prompt_id": "p2", "model": "t", "text": "essay"},
+            {"response_id": "s2", "prompt_id": "p2", "model": "s", "text": "essay"},
+        ]
+    )
     votes = [
         # p1 (reference decides: A = t right, B = s wrong)
-        ("c1", "p1", "u1", False, "B", None), ("c1", "p1", "u2", False, "tie", None),
-        ("c1", "p1", "u3", False, "A", None), ("c1", "p1", "u4", False, "both_bad", "error"),
+        ("c1", "p1", "u1", False, "B", None),
+        ("c1", "p1", "u2", False, "tie", None),
+        ("c1", "p1", "u3", False, "A", None),
+        ("c1", "p1", "u4", False, "both_bad", "error"),
         ("c1", "p1", "e1", True, "A", "error"),
         # p2 (no reference; experts say B is wrong, 2 to 1)
-        ("c2", "p2", "u1", False, "B", None), ("c2", "p2", "e1", True, "A", "error"),
-        ("c2", "p2", "e2", True, "A", "error"), ("c2", "p2", "e3", True, "B", "correct"),
+        ("c2", "p2", "u1", False, "B", None),
+        ("c2", "p2", "e1", True, "A", "error"),
+        ("c2", "p2", "e2", True, "A", "error"),
+        ("c2", "p2", "e3", True, "B", "correct"),
     ]
-    rows = [{"rating_id": k, "comparison_id": c, "prompt_id": p, "rater_id": r, "is_expert": e, "model_a": "t",
-             "model_b": "s", "role_a": "teacher", "role_b": "imitation", "winner": w, "left_side": "A",
-             "correct_a": "correct" if e else None, "correct_b": cb, "category": p}
-            for k, (c, p, r, e, w, cb) in enumerate(votes)]
+    rows = [
+        {
+            "rating_id": k,
+            "comparison_id": c,
+            "prompt_id": p,
+            "rater_id": r,
+            "is_expert": e,
+            "model_a": "t",
+            "model_b": "s",
+            "role_a": "teacher",
+            "role_b": "imitation",
+            "winner": w,
+            "left_side": "A",
+            "correct_a": "correct" if e else None,
+            "correct_b": cb,
+            "category": p,
+        }
+        for k, (c, p, r, e, w, cb) in enumerate(votes)
+    ]
     return make_ratings(rows), responses
 
 

@@ -6,8 +6,13 @@ from evalsite.analysis.schema import make_responses
 
 @pytest.mark.parametrize(
     "raw, normal",
-    [("The Eiffel Tower!", "eiffel tower"), ("  an   APPLE, a pear ", "apple pear"), ("U.S.A.", "usa"),
-     ("Theatre", "theatre"), ("", "")],
+    [
+        ("The Eiffel Tower!", "eiffel tower"),
+        ("  an   APPLE, a pear ", "apple pear"),
+        ("U.S.A.", "usa"),
+        ("Theatre", "theatre"),
+        ("", ""),
+    ],
 )
 def test_squad_normalization(raw, normal):
     assert normalize_answer(raw) == normal
@@ -30,10 +35,26 @@ def test_answer_contained_respects_token_boundaries():
 def test_accuracy_per_model_and_category():
     rows = []
     for k in range(10):
-        rows.append({"response_id": f"t{k}", "prompt_id": k, "model": "t", "category": "qa",
-                     "text": "answer is Paris" if k < 8 else "Rome", "reference_answers": ["Paris"]})
-        rows.append({"response_id": f"s{k}", "prompt_id": k, "model": "s", "category": "qa",
-                     "text": "answer is Paris" if k < 3 else "Rome", "reference_answers": ["Paris"]})
+        rows.append(
+            {
+                "response_id": f"t{k}",
+                "prompt_id": k,
+                "model": "t",
+                "category": "qa",
+                "text": "answer is Paris" if k < 8 else "Rome",
+                "reference_answers": ["Paris"],
+            }
+        )
+        rows.append(
+            {
+                "response_id": f"s{k}",
+                "prompt_id": k,
+                "model": "s",
+                "category": "qa",
+                "text": "answer is Paris" if k < 3 else "Rome",
+                "reference_answers": ["Paris"],
+            }
+        )
     rows.append({"response_id": "open", "prompt_id": 99, "model": "s", "category": "open", "text": "essay"})
     res = accuracy_by_model(make_responses(rows))
     acc = {r["model"]: r for r in res["overall"]}

@@ -23,8 +23,12 @@ def _crowd(sim):
 
 def _covered(result, truth):
     rows = {r["model"]: r for r in result["rows"]}
-    return np.array([rows[m]["elo_lo"] <= 1000 + 400 * b / np.log(10) <= rows[m]["elo_hi"]
-                     for m, b in truth["beta"].items()])
+    return np.array(
+        [
+            rows[m]["elo_lo"] <= 1000 + 400 * b / np.log(10) <= rows[m]["elo_hi"]
+            for m, b in truth["beta"].items()
+        ]
+    )
 
 
 def test_raw_strengths_inside_intervals():
@@ -50,8 +54,10 @@ def test_style_controlled_strengths_and_length_inside_intervals():
     # Four 95% intervals: allow one miss, but no estimate may be far off.
     assert _covered(res, sim.truth).sum() >= 3
     rows = {r["model"]: r for r in res["rows"]}
-    assert all(abs(rows[m]["beta"] - b) < 3 * rows[m]["elo_se"] / (400 / np.log(10))
-               for m, b in sim.truth["beta"].items())
+    assert all(
+        abs(rows[m]["beta"] - b) < 3 * rows[m]["elo_se"] / (400 / np.log(10))
+        for m, b in sim.truth["beta"].items()
+    )
     length = next(c for c in res["coefficients"] if c["feature"] == "length")
     assert length["raw_lo"] < sim.truth["length_coef_raw"] < length["raw_hi"]
     assert length["coef"] == pytest.approx(0.5, abs=0.15)
@@ -74,9 +80,13 @@ def test_interval_coverage_over_many_studies():
     with one for the style-controlled fit (strengths, length and left-side coefficients).
     """
     started = time.perf_counter()
-    hits: dict[str, list[bool]] = {"BT strengths (position-corrected)": [], "BT left-side bias": [],
-                                   "style-controlled strengths": [], "length coefficient": [],
-                                   "style left-side coefficient": []}
+    hits: dict[str, list[bool]] = {
+        "BT strengths (position-corrected)": [],
+        "BT left-side bias": [],
+        "style-controlled strengths": [],
+        "length coefficient": [],
+        "style left-side coefficient": [],
+    }
     common = dict(n_prompts=80, left_bias=0.3, attention_rate=0.0, n_flagged_raters=0, **EXACT)
     for seed in range(100):
         plain = simulate_study(seed=1000 + seed, length_coef=0.0, **common)
@@ -89,7 +99,8 @@ def test_interval_coverage_over_many_studies():
         hits["style-controlled strengths"].extend(_covered(style, styled.truth))
         coef = {c["feature"]: c for c in style["coefficients"]}
         hits["length coefficient"].append(
-            coef["length"]["raw_lo"] <= styled.truth["length_coef_raw"] <= coef["length"]["raw_hi"])
+            coef["length"]["raw_lo"] <= styled.truth["length_coef_raw"] <= coef["length"]["raw_hi"]
+        )
         hits["style left-side coefficient"].append(coef["left_side"]["lo"] <= 0.3 <= coef["left_side"]["hi"])
     elapsed = time.perf_counter() - started
     rates = {name: float(np.mean(h)) for name, h in hits.items()}

@@ -7,8 +7,19 @@ from evalsite.analysis.simulate import simulate_study
 
 def test_left_share_by_hand():
     sides = [("A", "A"), ("B", "A"), ("A", "B"), ("B", "B"), ("tie", "A")]  # (winner, left): 2 of 4 decisive
-    rows = [{"rating_id": k, "comparison_id": k, "prompt_id": k, "rater_id": "r", "model_a": "x", "model_b": "y",
-             "winner": w, "left_side": s} for k, (w, s) in enumerate(sides)]
+    rows = [
+        {
+            "rating_id": k,
+            "comparison_id": k,
+            "prompt_id": k,
+            "rater_id": "r",
+            "model_a": "x",
+            "model_b": "y",
+            "winner": w,
+            "left_side": s,
+        }
+        for k, (w, s) in enumerate(sides)
+    ]
     res = left_win_share(make_ratings(rows), n_boot=100)
     assert res["n_decisive"] == 4 and res["left_wins"] == 2 and res["share"] == pytest.approx(0.5)
 

@@ -38,8 +38,17 @@ def test_headline_per_model_and_category(report):
 
 
 def test_sections_present(report):
-    for key in ("win_rates", "bradley_terry", "bradley_terry_position", "style", "factuality",
-                "crowd_vs_expert", "agreement", "rater_quality", "position"):
+    for key in (
+        "win_rates",
+        "bradley_terry",
+        "bradley_terry_position",
+        "style",
+        "factuality",
+        "crowd_vs_expert",
+        "agreement",
+        "rater_quality",
+        "position",
+    ):
         assert report[key], key
     assert report["teacher"] == "teacher"
 

@@ -5,8 +5,18 @@ from evalsite.analysis.schema import SchemaError, make_ratings, make_responses, 
 
 
 def _row(**kw):
-    row = {"rating_id": 1, "comparison_id": 1, "prompt_id": 1, "rater_id": "r1", "model_a": "t",
-           "model_b": "s", "winner": "A", "left_side": "B", "role_a": "teacher", "role_b": "imitation"}
+    row = {
+        "rating_id": 1,
+        "comparison_id": 1,
+        "prompt_id": 1,
+        "rater_id": "r1",
+        "model_a": "t",
+        "model_b": "s",
+        "winner": "A",
+        "left_side": "B",
+        "role_a": "teacher",
+        "role_b": "imitation",
+    }
     row.update(kw)
     return row
 
@@ -23,8 +33,12 @@ def test_defaults_and_types():
 
 @pytest.mark.parametrize(
     "bad, column",
-    [({"winner": "left"}, "winner"), ({"left_side": "C"}, "left_side"), ({"correct_a": "maybe"}, "correct_a"),
-     ({"strength": 9}, "strength")],
+    [
+        ({"winner": "left"}, "winner"),
+        ({"left_side": "C"}, "left_side"),
+        ({"correct_a": "maybe"}, "correct_a"),
+        ({"strength": 9}, "strength"),
+    ],
 )
 def test_rejects_bad_values(bad, column):
     with pytest.raises(SchemaError, match=column):
@@ -39,14 +53,19 @@ def test_rejects_missing_column_and_duplicates():
 
 
 def test_responses_reference_lists():
-    df = make_responses([{"response_id": 1, "prompt_id": 1, "model": "t", "text": "x", "reference_answers": "Paris"},
-                         {"response_id": 2, "prompt_id": 1, "model": "s", "text": "y"}])
+    df = make_responses(
+        [
+            {"response_id": 1, "prompt_id": 1, "model": "t", "text": "x", "reference_answers": "Paris"},
+            {"response_id": 2, "prompt_id": 1, "model": "s", "text": "y"},
+        ]
+    )
     assert df["reference_answers"].tolist() == [["Paris"], []]
 
 
 def test_select_ratings_counts_exclusions():
-    df = make_ratings([_row(), _row(rating_id=2, is_attention_check=True, flagged=True),
-                       _row(rating_id=3, flagged=True)])
+    df = make_ratings(
+        [_row(), _row(rating_id=2, is_attention_check=True, flagged=True), _row(rating_id=3, flagged=True)]
+    )
     kept, excluded = select_ratings(df)
     assert kept["rating_id"].tolist() == ["1"]
     assert excluded == {"attention_checks": 1, "flagged_raters": 1, "total": 2}

@@ -1,0 +1,166 @@
+"""Generation throughput on the Koala prompts: raw backend vs the full pipeline, vLLM vs transformers.
+
+    .venv/bin/python benchmarks/generation.py                       # SmolLM2, both engines, 32 prompts
+    .venv/bin/python benchmarks/generation.py --engines hf --prompts 16 --max-tokens 32
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/evalsite .venv/bin/python benchmarks/generation.py
+
+For each engine it measures, on the same prompts with greedy decoding:
+  (a) raw: ``backend.generate`` over the prompts in the pipeline's batch size (engine warm);
+  (b) pipeline: the ``run_generation_job`` Celery task (run in this process on the warm engine, as a
+      worker does) with every database write: missing-answer query, upserts, per-batch job updates.
+It prints completion tokens/s for each, the pipeline/raw ratio (target >= 0.95) and vLLM/transformers.
+The database is a throwaway test database (created and destroyed here), never your real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+KOALA = Path("/work/shared/data/koala-test-set/koala_test_set.jsonl")
+FALLBACK = [
+    "List the layers of the TCP/IP model and for each layer identify one protocol.",
+    "Write a short poem about the sea.",
+    "Explain how vaccines work to a teenager.",
+    "What are three good habits for learning a new language?",
+]
+
+
+def koala_prompts(n: int) -> list[str]:
+    if KOALA.exists():
+        rows = [json.loads(line)["prompt"] for line in KOALA.read_text().splitlines() if line.strip()]
+    else:
+        rows = FALLBACK * (n // len(FALLBACK) + 1)
+    return rows[:n]
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {gpu}, load {load:.1f}"
+
+
+def bench_engine(engine: str, model_path: str, prompts: list[str], args: argparse.Namespace) -> dict:
+    from evalsite.studies.models import GenerationJob, LanguageModel, Prompt, Response, Study
+    from workers.backends.base import ChatPrompt, DecodingParams, get_backend
+    from workers.tasks import run_generation_job
+
+    options = {"batch_size": args.batch_size, "dtype": "float32"}
+    if engine == "hf":
+        options["device"] = "cuda" if args.cuda else "cpu"
+    else:
+        options.update(max_model_len=args.max_model_len, enforce_eager=args.enforce_eager)
+    study = Study.objects.create(slug=f"bench-{engine}-{time.time_ns()}", title="bench")
+    for i, text in enumerate(prompts):
+        Prompt.objects.create(study=study, source_id=f"k{i}", text=text, position=i)
+    model = LanguageModel.objects.create(
+        study=study,
+        alias=engine,
+        backend=engine,
+        model_path=model_path,
+        temperature=0.0,
+        max_tokens=args.max_tokens,
+        engine_options=options,
+    )
+    started = time.perf_counter()
+    backend = get_backend(model)
+    backend.generate([ChatPrompt("Hello")], DecodingParams(max_tokens=4))  # warm-up (compiles, caches)
+    startup = time.perf_counter() - started
+
+    params = DecodingParams.from_model(model)
+    chats = [ChatPrompt(p) for p in prompts]
+    started, raw_tokens = time.perf_counter(), 0
+    for i in range(0, len(chats), args.batch_size):
+        raw_tokens += sum(
+            r.completion_tokens or 0 for r in backend.generate(chats[i : i + args.batch_size], params)
+        )
+    raw_s = time.perf_counter() - started
+
+    job = GenerationJob.objects.create(study=study, model=model, total=len(prompts))
+    started = time.perf_counter()
+    run_generation_job.apply(args=[job.pk], throw=True)
+    pipe_s = time.perf_counter() - started
+    job.refresh_from_db()
+    pipe_tokens = sum(Response.objects.filter(model=model).values_list("completion_tokens", flat=True))
+    assert job.status == GenerationJob.Status.DONE, job.last_error
+    backend.close()
+    return {
+        "engine": engine,
+        "startup_s": round(startup, 1),
+        "raw_tok_s": raw_tokens / raw_s,
+        "pipeline_tok_s": pipe_tokens / pipe_s,
+        "ratio": (pipe_tokens / pipe_s) / (raw_tokens / raw_s),
+        "tokens": pipe_tokens,
+        "raw_s": raw_s,
+        "pipeline_s": pipe_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="builtin:smollm2-135m-instruct")
+    parser.add_argument("--engines", default="vllm,hf", help="comma-separated: vllm, hf")
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-model-len", type=int, default=2048)
+    parser.add_argument("--enforce-eager", action="store_true", help="vLLM: skip torch.compile")
+    parser.add_argument("--cuda", action="store_true", help="transformers on CUDA")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(REPO))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalsite.settings")
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    from workers.local_models import resolve_model_path
+
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0)
+    try:
+        model_path = resolve_model_path(args.model)
+        prompts = koala_prompts(args.prompts)
+        results = [bench_engine(e.strip(), model_path, prompts, args) for e in args.engines.split(",")]
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+    print(f"\nmachine: {machine()}; database: {connection.vendor}")
+    print(
+        f"model {args.model}, {len(prompts)} Koala prompts, max_tokens {args.max_tokens}, batch {args.batch_size}"
+    )
+    print(f"{'engine':8} {'startup s':>10} {'raw tok/s':>10} {'pipeline tok/s':>15} {'ratio':>6}")
+    for r in results:
+        print(
+            f"{r['engine']:8} {r['startup_s']:>10} {r['raw_tok_s']:>10.1f} {r['pipeline_tok_s']:>15.1f} "
+            f"{r['ratio']:>6.3f}"
+        )
+    by = {r["engine"]: r for r in results}
+    if "vllm" in by and "hf" in by:
+        print(
+            f"vLLM / transformers (pipeline tok/s): {by['vllm']['pipeline_tok_s'] / by['hf']['pipeline_tok_s']:.2f}x"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"machine": machine(), "args": vars(args) | {"json": str(args.json)}, "results": results},
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":  # vLLM spawns processes that re-import this module
+    main()
