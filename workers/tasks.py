@@ -36,3 +36,12 @@ def generate_study(self, study_id: int) -> list[int]:
     """Start one GenerationJob per model of the study; each job runs as its own task on its queue."""
     study = Study.objects.get(pk=study_id)
     return [job.pk for job in start_generation(study)]
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT,
+             retry_backoff=5, retry_backoff_max=600, max_retries=5)
+def judge_study(self, study_id: int, judge_id: int) -> int:
+    """Ask an LLM judge for every comparison of a study in both orders (see ``workers.judge``)."""
+    from .judge import run_judge
+
+    return run_judge(study_id, judge_id)

@@ -54,3 +54,6 @@ class JudgeVerdict(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["comparison", "judge", "order"], name="judge_verdict_once_per_order")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.judge.alias} on {self.comparison_id} ({self.order}): {self.verdict or '?'}"

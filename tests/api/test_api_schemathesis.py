@@ -72,6 +72,15 @@ def test_every_endpoint_is_in_the_schema():
 def test_no_server_errors(label, cast, rated_study, wsgi_keeps_test_transaction):
     operation = OPERATIONS[label]
     token = Token.objects.create(user=cast["owner"]).key
+    real_ids = {
+        "models": rated_study.models.get(role="imitation").pk,
+        "prompts": rated_study.prompts.first().pk,
+        "responses": rated_study.prompts.first().responses.first().pk,
+        "comparisons": rated_study.comparisons.first().pk,
+        "ratings": rated_study.ratings.first().pk,
+        "generation-jobs": rated_study.generation_jobs.first().pk,
+    }
+    collection = label.split("/")[3]
     statuses: list[int] = []
 
     @given(case=operation.as_strategy())
@@ -80,8 +89,11 @@ def test_no_server_errors(label, cast, rated_study, wsgi_keeps_test_transaction)
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     )
     def check(case):
+        # Half the time, aim at objects that exist rather than at random ids.
         if "slug" in (case.path_parameters or {}) and len(statuses) % 2:
-            case.path_parameters["slug"] = rated_study.slug  # half the time, a study that exists
+            case.path_parameters["slug"] = rated_study.slug
+        if "id" in (case.path_parameters or {}) and len(statuses) % 2:
+            case.path_parameters["id"] = real_ids[collection]
         response = case.call(headers={"Authorization": f"Token {token}"})
         statuses.append(response.status_code)
         if response.status_code == 503 and label in MAY_BE_UNAVAILABLE:

@@ -228,3 +228,31 @@ def test_hot_path_query_budget(client, live_study, monkeypatch):
     print("queries: next", len(next_q.captured_queries), "submit", len(submit_q.captured_queries))
     assert len(next_q.captured_queries) <= 9, [q["sql"] for q in next_q.captured_queries]
     assert len(submit_q.captured_queries) <= 9, [q["sql"] for q in submit_q.captured_queries]
+
+
+def test_expired_lease_offers_the_next_task(client, live_study):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    study = live_study()
+    page = consent_and_first_task(client, study)
+    token = token_of(page)
+    Assignment.objects.filter(token=token).update(expires_at=timezone.now() - timedelta(seconds=1))
+    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": "tie"})
+    assert r.status_code == 302 and r.url.endswith("/task/?expired=1")
+    nxt = client.get(r.url)
+    assert b"ran out" in nxt.content and token_of(nxt) != token
+    assert Assignment.objects.get(token=token).status == "expired" and not Rating.objects.exists()
+    api = client.post(f"/r/{study.slug}/api/submit/{token}/", {"preference": "tie"}, content_type="application/json")
+    assert api.status_code == 409 and api.json()["expired"] is True
+
+
+def test_blocked_rater_gets_no_code(client, live_study):
+    study = live_study()
+    consent_and_first_task(client, study, "?PROLIFIC_PID=bad")
+    Rater.objects.filter(external_id="bad").update(blocked=True)
+    r = client.get(f"/r/{study.slug}/task/")
+    assert r.status_code == 302 and r.url.endswith("/done/")
+    done = client.get(r.url).content.decode()
+    assert "attention checks" in done and "DONE123" not in done
