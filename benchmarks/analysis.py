@@ -147,9 +147,7 @@ def main() -> None:
         counts = np.bincount(cells, minlength=n_cells)[None].astype(float)
         point = fit_from_cells(counts, m)[0]
         boot = fit_from_cells(
-            bootstrap_cells(
-                cells, n_cells, n_boot=args.rounds, rng=rng, clusters=prompts if clustered else None
-            ),
+            bootstrap_cells(cells, n_cells, n_boot=args.rounds, rng=rng, clusters=prompts if clustered else None),
             m,
         )
         return point, boot

@@ -74,9 +74,7 @@ def seed(n_prompts: int, redundancy: int) -> None:
     )
     body = "Because of **Rayleigh scattering**.\n\n- shorter wavelengths scatter more\n- so blue dominates\n"
     responses = Response.objects.bulk_create(
-        Response(prompt=p, model=m, text=f"{body} ({m.role} {p.position})")
-        for p in prompts
-        for m in (teacher, student)
+        Response(prompt=p, model=m, text=f"{body} ({m.role} {p.position})") for p in prompts for m in (teacher, student)
     )
     Comparison.objects.bulk_create(
         Comparison(
@@ -98,9 +96,7 @@ def seed(n_prompts: int, redundancy: int) -> None:
 
 async def rater(i: int, base: str, deadline: float, cycles: list, latencies: list, errors: list) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
-        r = await client.get(
-            f"/r/{SLUG}/?PROLIFIC_PID=bench-{i}&STUDY_ID=s&SESSION_ID=x", follow_redirects=True
-        )
+        r = await client.get(f"/r/{SLUG}/?PROLIFIC_PID=bench-{i}&STUDY_ID=s&SESSION_ID=x", follow_redirects=True)
         csrf = client.cookies.get("csrftoken")
         r = await client.post(f"/r/{SLUG}/consent/", data={"agree": "yes", "csrfmiddlewaretoken": csrf})
         if r.status_code != 302:
@@ -116,9 +112,7 @@ async def rater(i: int, base: str, deadline: float, cycles: list, latencies: lis
                 await asyncio.sleep(0.1)
 
 
-async def cycle(
-    client: httpx.AsyncClient, headers: dict, cycles: list, latencies: list, errors: list
-) -> bool:
+async def cycle(client: httpx.AsyncClient, headers: dict, cycles: list, latencies: list, errors: list) -> bool:
     """One next → submit cycle (latencies in seconds); ``False`` when this rater should stop."""
     t0 = time.perf_counter()
     r = await client.get(f"/r/{SLUG}/api/next/")

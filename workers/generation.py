@@ -69,7 +69,7 @@ def start_generation(
     Moves the study to ``generating``. ``queue`` overrides the per-backend queue (tests, dedicated
     workers); with ``enqueue=False`` the caller runs the jobs itself (``manage.py generate --sync``).
     """
-    models = list(models) if models is not None else list(study.models.all())
+    models = list(models) if models is not None else list(LanguageModel.real.filter(study=study))
     if not models:
         raise GenerationSetupError(f"Study {study.slug!r} has no models: add at least one model first.")
     if not study.prompts.exists():
@@ -296,7 +296,7 @@ def finish_study_if_complete(study: Study) -> bool:
             return False
         if GenerationJob.objects.filter(study=locked, status__in=ACTIVE).exists():
             return False
-        if any(missing_items(m) for m in locked.models.all()):
+        if any(missing_items(m) for m in LanguageModel.real.filter(study=locked)):
             return False
         transition(locked, Study.Status.READY)
     study.status = Study.Status.READY

@@ -93,9 +93,7 @@ def rater_quality(ratings: pd.DataFrame, all_ratings: pd.DataFrame | None = None
     loo = leave_one_out_agreement(ratings)
     agreement = loo.groupby("rater_id")["agrees"].agg(["mean", "count"])
     checks = source[source["is_attention_check"] & source["expected_winner"].notna()]
-    passed = (
-        (checks["winner"] == checks["expected_winner"]).groupby(checks["rater_id"]).agg(["mean", "count"])
-    )
+    passed = (checks["winner"] == checks["expected_winner"]).groupby(checks["rater_id"]).agg(["mean", "count"])
     base = source.groupby("rater_id").agg(
         n_ratings=("rating_id", "size"),
         is_expert=("is_expert", "max"),
@@ -128,7 +126,11 @@ def rater_quality(ratings: pd.DataFrame, all_ratings: pd.DataFrame | None = None
 
 
 def agreement_summary(ratings: pd.DataFrame) -> dict:
-    """Alpha and kappa for preference, strength and the correctness aspect; crowd and experts."""
+    """Alpha and kappa for preference, strength and the correctness aspect; crowd and experts.
+
+    Likert style aspects (columns ``aspect_<name>_a`` / ``aspect_<name>_b``, scores 1-5) get an
+    ordinal alpha each under ``alpha_aspects``.
+    """
     out: dict = {}
     groups = {
         "all": ratings,
@@ -137,15 +139,23 @@ def agreement_summary(ratings: pd.DataFrame) -> dict:
     }
     for name, part in groups.items():
         pref = value_counts_matrix(part["comparison_id"], part["winner"], PREFERENCE_CODES)
-        strength = value_counts_matrix(
-            part["comparison_id"], part["strength"].astype(object), (1, 2, 3, 4, 5)
-        )
-        long_units = pd.concat(
-            [part["comparison_id"] + "|a", part["comparison_id"] + "|b"], ignore_index=True
-        )
+        strength = value_counts_matrix(part["comparison_id"], part["strength"].astype(object), (1, 2, 3, 4, 5))
+        long_units = pd.concat([part["comparison_id"] + "|a", part["comparison_id"] + "|b"], ignore_index=True)
         long_values = pd.concat([part["correct_a"], part["correct_b"]], ignore_index=True)
         verdict = value_counts_matrix(long_units, long_values, VERDICT_CODES)
+        aspects = {}
+        for column in sorted(c for c in part.columns if c.startswith("aspect_") and c.endswith("_a")):
+            aspect = column[len("aspect_") : -len("_a")]
+            values = pd.concat(
+                [part[column], part.get(f"aspect_{aspect}_b", pd.Series(dtype=float))], ignore_index=True
+            )
+            units = pd.concat([part["comparison_id"] + "|a", part["comparison_id"] + "|b"], ignore_index=True)
+            scores = pd.to_numeric(values, errors="coerce")
+            aspects[aspect] = krippendorff_alpha(
+                value_counts_matrix(units, scores.astype(object), (1, 2, 3, 4, 5)), "ordinal"
+            )
         out[name] = {
+            "alpha_aspects": aspects,
             "n_ratings": int(len(part)),
             "n_units_multi_rated": int((pref.sum(axis=1) >= 2).sum()),
             "alpha_preference": krippendorff_alpha(pref, "nominal"),

@@ -206,9 +206,7 @@ def bradley_terry(
         result.update({"beta": [], "elo": [], "rows": []})
         return result
     cells = _pair_cells(first, second, score, m)
-    point = fit_from_cells(
-        np.bincount(cells, minlength=n_cells)[None].astype(float), m, position=position, l2=l2
-    )[0]
+    point = fit_from_cells(np.bincount(cells, minlength=n_cells)[None].astype(float), m, position=position, l2=l2)[0]
     boot = None
     if n_boot > 0 and bootstrap != "none":
         rng = np.random.default_rng(seed)
@@ -235,9 +233,7 @@ def bradley_terry(
         }
         if boot is not None:
             lo, hi = percentile_interval(to_elo(boot[:, i]), alpha)
-            row.update(
-                {"elo_lo": float(lo), "elo_hi": float(hi), "elo_se": float(ELO_SCALE * boot[:, i].std())}
-            )
+            row.update({"elo_lo": float(lo), "elo_hi": float(hi), "elo_se": float(ELO_SCALE * boot[:, i].std())})
             blo, bhi = percentile_interval(boot[:, i], alpha)
             row.update({"beta_lo": float(blo), "beta_hi": float(bhi)})
         rows.append(row)

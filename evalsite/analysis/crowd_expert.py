@@ -48,23 +48,17 @@ def comparison_truth(ratings: pd.DataFrame, responses: pd.DataFrame | None = Non
     for side in ("a", "b"):
         ref = [
             by_reference.get(str(r)) if r is not None and not pd.isna(r) else by_reference.get((p, m))
-            for p, m, r in zip(
-                comps["prompt_id"], comps[f"model_{side}"], comps[f"response_id_{side}"], strict=True
-            )
+            for p, m, r in zip(comps["prompt_id"], comps[f"model_{side}"], comps[f"response_id_{side}"], strict=True)
         ]
         ref = pd.Series(ref, index=comps.index, dtype=object)
         expert = _expert_majority(ratings, side).reindex(comps.index)
         truth = ref.where(ref.notna(), expert.astype(object))
         comps[f"truth_{side}"] = truth.where(truth.notna(), None)
-        comps[f"source_{side}"] = np.where(
-            ref.notna(), "reference", np.where(expert.notna(), "expert", "none")
-        )
+        comps[f"source_{side}"] = np.where(ref.notna(), "reference", np.where(expert.notna(), "expert", "none"))
     return comps.drop(columns=["response_id_a", "response_id_b"]).reset_index()
 
 
-def _group_rates(
-    rows: pd.DataFrame, hit: np.ndarray, n_boot: int, rng: np.random.Generator, alpha: float
-) -> dict:
+def _group_rates(rows: pd.DataFrame, hit: np.ndarray, n_boot: int, rng: np.random.Generator, alpha: float) -> dict:
     """Crowd rate, expert rate and their difference, with one shared prompt resampling."""
     out: dict = {}
     columns = []
@@ -105,15 +99,11 @@ def fooled_rates(
     decided = truth["truth_a"].notna() & truth["truth_b"].notna()
     one_right = truth[decided & (truth["truth_a"] != truth["truth_b"])].copy()
     one_right["wrong_side"] = np.where(one_right["truth_a"].astype(bool), "B", "A")
-    one_right["wrong_model"] = np.where(
-        one_right["wrong_side"] == "A", one_right["model_a"], one_right["model_b"]
-    )
+    one_right["wrong_model"] = np.where(one_right["wrong_side"] == "A", one_right["model_a"], one_right["model_b"])
     one_right["source"] = np.where(
         (one_right["source_a"] == "reference") & (one_right["source_b"] == "reference"), "reference", "expert"
     )
-    rows = ratings.merge(
-        one_right[["comparison_id", "wrong_side", "wrong_model", "source"]], on="comparison_id"
-    )
+    rows = ratings.merge(one_right[["comparison_id", "wrong_side", "wrong_model", "source"]], on="comparison_id")
     winner = rows["winner"].to_numpy()
     fooled = ((winner == rows["wrong_side"].to_numpy()) | (winner == "tie")).astype(float)
     result = {
@@ -151,9 +141,7 @@ def error_flag_rates(
                     "is_expert": ratings["is_expert"].to_numpy(),
                     "model": ratings[f"model_{side}"].to_numpy(),
                     "truth": t,
-                    "flagged": flags_error(ratings[f"correct_{side}"], ratings[f"error_spans_{side}"]).astype(
-                        float
-                    ),
+                    "flagged": flags_error(ratings[f"correct_{side}"], ratings[f"error_spans_{side}"]).astype(float),
                 }
             )
         )

@@ -25,18 +25,14 @@ def wilson_interval(successes: float, n: float, alpha: float = ALPHA) -> tuple[f
     return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
 
 
-def percentile_interval(
-    samples: np.ndarray, alpha: float = ALPHA, axis: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(samples: np.ndarray, alpha: float = ALPHA, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap interval along ``axis`` (rounds), ignoring rounds that gave NaN."""
     lo = np.nanquantile(samples, alpha / 2, axis=axis)
     hi = np.nanquantile(samples, 1 - alpha / 2, axis=axis)
     return lo, hi
 
 
-def cluster_weights(
-    n_clusters: int, n_boot: int, rng: np.random.Generator, dtype: type = np.float64
-) -> np.ndarray:
+def cluster_weights(n_clusters: int, n_boot: int, rng: np.random.Generator, dtype: type = np.float64) -> np.ndarray:
     """How often each cluster is drawn in each bootstrap round: an (n_boot, n_clusters) count matrix.
 
     Drawing n_clusters clusters with replacement per round; built with one bincount instead of
@@ -70,9 +66,7 @@ def poisson_weights(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray
     return _POISSON_TABLE[rng.integers(0, len(_POISSON_TABLE), size=(n_boot, n), dtype=np.uint16)]
 
 
-def cluster_sums(
-    values: pd.DataFrame | np.ndarray, clusters: pd.Series | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def cluster_sums(values: pd.DataFrame | np.ndarray, clusters: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sum rows of ``values`` per cluster; returns (sums (n_clusters, k), cluster labels)."""
     codes, labels = pd.factorize(np.asarray(clusters), sort=True)
     arr = np.asarray(values, dtype=float)

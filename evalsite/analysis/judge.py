@@ -27,9 +27,7 @@ def combine_orders(verdict_ab: str, verdict_ba: str) -> str:
     return verdict_ab if verdict_ab == second else "tie"
 
 
-def combine_orders_array(
-    verdict_ab: np.ndarray | pd.Series, verdict_ba: np.ndarray | pd.Series
-) -> np.ndarray:
+def combine_orders_array(verdict_ab: np.ndarray | pd.Series, verdict_ba: np.ndarray | pd.Series) -> np.ndarray:
     """Vectorised :func:`combine_orders`."""
     ab = np.asarray(verdict_ab, dtype=object)
     ba = pd.Series(np.asarray(verdict_ba, dtype=object)).map(_SWAP).to_numpy(dtype=object)
@@ -58,9 +56,7 @@ def judge_human_agreement(judgments: pd.DataFrame, ratings: pd.DataFrame) -> dic
         j["verdict"] = combine_orders_array(j["verdict_ab"], j["verdict_ba"])
         decisive = j["verdict_ab"].isin(("A", "B")) | j["verdict_ba"].isin(("A", "B"))
         consistent = j["verdict_ab"].to_numpy() == pd.Series(j["verdict_ba"]).map(_SWAP).to_numpy()
-        result["order_consistency"] = (
-            float(consistent[decisive.to_numpy()].mean()) if decisive.any() else None
-        )
+        result["order_consistency"] = float(consistent[decisive.to_numpy()].mean()) if decisive.any() else None
     majority = human_majority(ratings)
     merged = j.merge(majority.rename("human").rename_axis("comparison_id").reset_index(), on="comparison_id")
     both_decisive = merged["verdict"].isin(("A", "B")) & merged["human"].isin(("A", "B"))
@@ -73,9 +69,7 @@ def judge_human_agreement(judgments: pd.DataFrame, ratings: pd.DataFrame) -> dic
             )
             if both_decisive.any()
             else None,
-            "agreement_ties_included": float((merged["verdict"] == merged["human"]).mean())
-            if len(merged)
-            else None,
+            "agreement_ties_included": float((merged["verdict"] == merged["human"]).mean()) if len(merged) else None,
         }
     )
     return result

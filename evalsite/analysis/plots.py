@@ -134,9 +134,7 @@ def style_coefficients_svg(style_result: dict) -> str:
 def accuracy_vs_preference_svg(headline: dict) -> str:
     """The study's central picture: human "equal or better than the teacher" beside factual accuracy."""
     rows = [
-        r
-        for r in headline.get("per_model", [])
-        if r.get("accuracy") is not None or r.get("p_geq_teacher") is not None
+        r for r in headline.get("per_model", []) if r.get("accuracy") is not None or r.get("p_geq_teacher") is not None
     ]
     if not rows:
         return ""

@@ -129,9 +129,7 @@ def build_report(
         "models": models,
     }
     report["win_rates"] = winrates.win_rates_vs_teacher(crowd, teacher=teacher, n_boot=n_boot, seed=seed)
-    report["win_rates_expert"] = winrates.win_rates_vs_teacher(
-        experts, teacher=teacher, n_boot=n_boot, seed=seed
-    )
+    report["win_rates_expert"] = winrates.win_rates_vs_teacher(experts, teacher=teacher, n_boot=n_boot, seed=seed)
     report["bradley_terry"] = bradley_terry.bradley_terry(crowd, models=models, n_boot=n_boot, seed=seed)
     report["bradley_terry_position"] = bradley_terry.bradley_terry(
         crowd, models=models, position=True, n_boot=n_boot, seed=seed

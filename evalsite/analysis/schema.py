@@ -5,6 +5,9 @@ through :func:`make_ratings` / :func:`make_responses`, so the analysis sees one 
 source. One row of the ratings table is one rater's verdict on one comparison; "A" and "B" name the
 two responses of the comparison (fixed per comparison), while ``left_side`` records which of them
 the rater saw on the left (randomised per assignment).
+
+Extra columns pass through untouched; the agreement module reads Likert style aspects from
+``aspect_<name>_a`` / ``aspect_<name>_b`` (scores 1-5, missing allowed).
 """
 
 from __future__ import annotations
@@ -133,9 +136,7 @@ def make_ratings(data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFra
     same = df["model_a"] == df["model_b"]
     if same.any() and not df.loc[same, "is_attention_check"].all():
         raise SchemaError("a non-attention-check comparison has the same model on both sides")
-    return df[list(RATING_COLUMNS) + [c for c in df.columns if c not in RATING_COLUMNS]].reset_index(
-        drop=True
-    )
+    return df[list(RATING_COLUMNS) + [c for c in df.columns if c not in RATING_COLUMNS]].reset_index(drop=True)
 
 
 def make_responses(data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -164,9 +165,7 @@ def make_responses(data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataF
         df[column] = df[column].fillna("").astype(str)
     if df["response_id"].duplicated().any():
         raise SchemaError("column 'response_id' must be unique")
-    return df[list(RESPONSE_COLUMNS) + [c for c in df.columns if c not in RESPONSE_COLUMNS]].reset_index(
-        drop=True
-    )
+    return df[list(RESPONSE_COLUMNS) + [c for c in df.columns if c not in RESPONSE_COLUMNS]].reset_index(drop=True)
 
 
 def select_ratings(

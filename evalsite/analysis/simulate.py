@@ -44,13 +44,9 @@ class SimModel:
 
 DEFAULT_MODELS = (
     SimModel("teacher", "teacher", 0.40, 0.75, mean_length=120, markdown=0.6, assertive=0.5, hedging=0.1),
-    SimModel(
-        "imitation-13b", "imitation", 0.25, 0.40, mean_length=125, markdown=0.6, assertive=0.6, hedging=0.1
-    ),
+    SimModel("imitation-13b", "imitation", 0.25, 0.40, mean_length=125, markdown=0.6, assertive=0.6, hedging=0.1),
     SimModel("base-13b", "base", -0.45, 0.45, mean_length=60, markdown=0.1, assertive=0.1, hedging=0.3),
-    SimModel(
-        "imitation-7b", "imitation", -0.20, 0.30, mean_length=110, markdown=0.5, assertive=0.6, hedging=0.1
-    ),
+    SimModel("imitation-7b", "imitation", -0.20, 0.30, mean_length=110, markdown=0.5, assertive=0.6, hedging=0.1),
 )
 
 _FILLER = (
@@ -174,16 +170,12 @@ def simulate_study(cfg: SimConfig | None = None, **overrides) -> SimStudy:
     comp_a = np.where(swap, pair_j, pair_i)
     comp_b = np.where(swap, pair_i, pair_j)
     n_comp = len(comp_prompt)
-    prompt_shift = (
-        rng.normal(0.0, cfg.prompt_effect_sd, size=(cfg.n_prompts, m)) if cfg.prompt_effect_sd else None
-    )
+    prompt_shift = rng.normal(0.0, cfg.prompt_effect_sd, size=(cfg.n_prompts, m)) if cfg.prompt_effect_sd else None
 
     # Ratings: crowd on every comparison, experts on a share of them.
     crowd_k, expert_k = cfg.crowd_per_comparison, cfg.experts_per_comparison
     with_experts = rng.random(n_comp) < cfg.expert_share
-    r_comp = np.concatenate(
-        [np.repeat(np.arange(n_comp), crowd_k), np.repeat(np.flatnonzero(with_experts), expert_k)]
-    )
+    r_comp = np.concatenate([np.repeat(np.arange(n_comp), crowd_k), np.repeat(np.flatnonzero(with_experts), expert_k)])
     is_expert = np.r_[np.zeros(n_comp * crowd_k, bool), np.ones(with_experts.sum() * expert_k, bool)]
     # Distinct raters within a comparison: consecutive offsets from a random start.
     start_c = rng.integers(0, cfg.n_crowd_raters, n_comp)
@@ -195,9 +187,7 @@ def simulate_study(cfg: SimConfig | None = None, **overrides) -> SimStudy:
             % cfg.n_experts,
         ]
     )
-    rater_id = np.where(
-        is_expert, np.char.add("e", rater_num.astype(str)), np.char.add("c", rater_num.astype(str))
-    )
+    rater_id = np.where(is_expert, np.char.add("e", rater_num.astype(str)), np.char.add("c", rater_num.astype(str)))
     flagged = ~is_expert & (rater_num < cfg.n_flagged_raters)
 
     p_idx = comp_prompt[r_comp]
@@ -244,9 +234,7 @@ def simulate_study(cfg: SimConfig | None = None, **overrides) -> SimStudy:
 
     va, sa = verdicts(correct_a)
     vb, sb = verdicts(correct_b)
-    strength = np.where(
-        winner == "A", np.where(s > 0.75, 1, 2), np.where(winner == "B", np.where(s < 0.25, 5, 4), 3)
-    )
+    strength = np.where(winner == "A", np.where(s > 0.75, 1, 2), np.where(winner == "B", np.where(s < 0.25, 5, 4), 3))
     names = np.array([mo.name for mo in models], dtype=object)
     roles = np.array([mo.role for mo in models], dtype=object)
     texts = responses["text"].to_numpy()

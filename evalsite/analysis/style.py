@@ -330,9 +330,7 @@ def style_controlled(
         row = {"model": model, "beta": float(point[i]), "elo": float(to_elo(point[i]))}
         if boot is not None:
             lo, hi = percentile_interval(to_elo(boot[:, i]), alpha)
-            row.update(
-                {"elo_lo": float(lo), "elo_hi": float(hi), "elo_se": float(ELO_SCALE * boot[:, i].std())}
-            )
+            row.update({"elo_lo": float(lo), "elo_hi": float(hi), "elo_se": float(ELO_SCALE * boot[:, i].std())})
         rows.append(row)
     rows.sort(key=lambda r: -r["elo"])
     for rank, row in enumerate(rows, start=1):

@@ -81,9 +81,7 @@ class ResponseFilter(df.FilterSet):
     model = df.CharFilter(field_name="model__alias", help_text="Model alias.")
     role = df.MultipleChoiceFilter(field_name="model__role", choices=ROLE_CHOICES)
     category = df.CharFilter(field_name="prompt__category", help_text="Prompt category.")
-    failed = df.BooleanFilter(
-        method="filter_failed", help_text="Only responses whose generation failed (or not)."
-    )
+    failed = df.BooleanFilter(method="filter_failed", help_text="Only responses whose generation failed (or not).")
 
     class Meta:
         model = Response
@@ -135,9 +133,7 @@ class RatingFilter(df.FilterSet):
         field_name="comparison__is_attention_check",
         help_text="true: only attention checks; false: leave them out; absent: both.",
     )
-    rater_blocked = df.BooleanFilter(
-        field_name="rater__blocked", help_text="Filter on the rater being blocked."
-    )
+    rater_blocked = df.BooleanFilter(field_name="rater__blocked", help_text="Filter on the rater being blocked.")
     expert = df.BooleanFilter(field_name="rater__is_expert", help_text="Staff expert raters only (or none).")
 
     class Meta:

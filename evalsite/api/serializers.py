@@ -55,9 +55,7 @@ class StudySerializer(serializers.ModelSerializer):
         queryset=get_user_model().objects.filter(is_staff=True),
         help_text="Usernames of staff users who may read this study.",
     )
-    status = serializers.CharField(
-        read_only=True, help_text="Changed only through the launch/pause/close actions."
-    )
+    status = serializers.CharField(read_only=True, help_text="Changed only through the launch/pause/close actions.")
 
     class Meta:
         model = Study
@@ -211,9 +209,7 @@ class ComparisonSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-@extend_schema_field(
-    {"type": "string", "enum": [*Rating.Correctness.values, ""]}, component_name="Correctness"
-)
+@extend_schema_field({"type": "string", "enum": [*Rating.Correctness.values, ""]}, component_name="Correctness")
 class CorrectnessField(serializers.CharField):
     """Documented inline so both sides share one enum without a settings override."""
 
@@ -222,9 +218,7 @@ class RatingSerializer(serializers.ModelSerializer):
     correct_a = CorrectnessField(read_only=True)
     correct_b = CorrectnessField(read_only=True)
     study = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    rater = serializers.CharField(
-        source="rater.pseudonym", read_only=True, help_text="Pseudonymous rater id."
-    )
+    rater = serializers.CharField(source="rater.pseudonym", read_only=True, help_text="Pseudonymous rater id.")
     is_expert = serializers.BooleanField(source="rater.is_expert", read_only=True)
     left_side = serializers.CharField(
         source="assignment.left_side",
@@ -297,9 +291,7 @@ class RowsUploadSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         if bool(attrs.get("file")) == bool(attrs.get("rows")):
-            raise serializers.ValidationError(
-                "Send exactly one of `file` (multipart) or `rows` (a JSON list)."
-            )
+            raise serializers.ValidationError("Send exactly one of `file` (multipart) or `rows` (a JSON list).")
         return attrs
 
 

@@ -31,9 +31,7 @@ class SidecarSwaggerView(SpectacularSwaggerView):
 v1 = [
     path("auth/token/", views.ObtainTokenView.as_view(), name="api-token"),
     path("studies/<slug:slug>/ratings.csv", export.RatingsCSVExport.as_view(), name="export-ratings-csv"),
-    path(
-        "studies/<slug:slug>/ratings.jsonl", export.RatingsJSONLExport.as_view(), name="export-ratings-jsonl"
-    ),
+    path("studies/<slug:slug>/ratings.jsonl", export.RatingsJSONLExport.as_view(), name="export-ratings-jsonl"),
     path(
         "studies/<slug:slug>/preference-pairs.jsonl",
         export.PreferencePairsExport.as_view(),

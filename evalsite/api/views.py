@@ -138,9 +138,7 @@ class StudyViewSet(viewsets.ModelViewSet):
             raise Conflict(str(exc)) from exc
         return APIResponse({"status": study.status, "detail": f"Study {study.slug!r} is now {study.status}."})
 
-    @extend_schema(
-        request=None, responses=_ACTION_RESPONSE, summary="Open the study to raters (ready → live)"
-    )
+    @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Open the study to raters (ready → live)")
     @action(detail=True, methods=["post"])
     def launch(self, request, slug=None):
         return self._transition(lifecycle.launch)
@@ -251,9 +249,7 @@ class LanguageModelViewSet(_InVisibleStudies, viewsets.ModelViewSet):
 
     def perform_destroy(self, instance: LanguageModel) -> None:
         if not lifecycle.prompts_editable(instance.study):
-            raise Conflict(
-                f"Study {instance.study.slug!r} is {instance.study.status}; its models are frozen."
-            )
+            raise Conflict(f"Study {instance.study.slug!r} is {instance.study.status}; its models are frozen.")
         instance.delete()
 
     @extend_schema(
@@ -304,9 +300,7 @@ class ComparisonViewSet(_InVisibleStudies, viewsets.ReadOnlyModelViewSet):
     pagination_class = IdCursorPagination
 
     def get_queryset(self) -> QuerySet[Comparison]:
-        return self.scoped(
-            Comparison.objects.select_related("study", "response_a__model", "response_b__model")
-        )
+        return self.scoped(Comparison.objects.select_related("study", "response_a__model", "response_b__model"))
 
 
 class RatingViewSet(_InVisibleStudies, viewsets.ReadOnlyModelViewSet):

@@ -78,7 +78,9 @@ def load_ratings(study: Study, texts: dict[int, str] | None = None) -> pd.DataFr
         "flagged",
         "server_seconds",
         "client_seconds",
+        "style",
     )
+    aspects = list((study.rating_form or {}).get("style_aspects") or [])
 
     def row(r: dict) -> dict:
         spans_a, spans_b = _span_counts(r["error_spans"])
@@ -110,6 +112,12 @@ def load_ratings(study: Study, texts: dict[int, str] | None = None) -> pd.DataFr
             "expected_winner": r["comparison__expected_winner"] or None,
             "flagged": bool(r["flagged"] or r["rater__blocked"]),
             "time_on_task_s": seconds,
+            # Likert style aspects, e.g. aspect_fluent_a; style is {"A": {"fluent": 4, ...}, "B": {...}}.
+            **{
+                f"aspect_{aspect}_{side.lower()}": ((r["style"] or {}).get(side) or {}).get(aspect)
+                for aspect in aspects
+                for side in ("A", "B")
+            },
         }
 
     return make_ratings(row(r) for r in rows.iterator())
@@ -128,9 +136,9 @@ def load_judgments(study: Study) -> pd.DataFrame | None:
     Comparisons missing an order or with an unparsed verdict are left out. None when no judge ran.
     """
     rows = list(
-        JudgeVerdict.objects.filter(comparison__study=study).exclude(verdict="").values(
-            "comparison_id", "judge_id", "order", "verdict"
-        )
+        JudgeVerdict.objects.filter(comparison__study=study)
+        .exclude(verdict="")
+        .values("comparison_id", "judge_id", "order", "verdict")
     )
     if not rows:
         return None
@@ -143,5 +151,9 @@ def load_judgments(study: Study) -> pd.DataFrame | None:
         return None
     wide = wide.dropna(subset=["AB", "BA"])
     return pd.DataFrame(
-        {"comparison_id": wide.index.astype(str), "verdict_ab": wide["AB"].to_numpy(), "verdict_ba": wide["BA"].to_numpy()}
+        {
+            "comparison_id": wide.index.astype(str),
+            "verdict_ab": wide["AB"].to_numpy(),
+            "verdict_ba": wide["BA"].to_numpy(),
+        }
     )

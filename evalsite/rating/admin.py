@@ -65,11 +65,7 @@ class RaterAdmin(admin.ModelAdmin):
     def majority_agreement(self, obj: Rater) -> str:
         """Share of this rater's verdicts that match the majority of the others on the same comparison."""
         mine = dict(obj.ratings.values_list("comparison_id", "winner"))
-        others = (
-            Rating.objects.filter(comparison_id__in=mine)
-            .exclude(rater=obj)
-            .values_list("comparison_id", "winner")
-        )
+        others = Rating.objects.filter(comparison_id__in=mine).exclude(rater=obj).values_list("comparison_id", "winner")
         votes: dict[int, Counter] = {}
         for comparison_id, winner in others:
             votes.setdefault(comparison_id, Counter())[winner] += 1

@@ -230,7 +230,7 @@ def expire_stale_leases(study: Study | None = None, *, now: datetime | None = No
     """
     now = now or timezone.now()
     with transaction.atomic():
-        stale = Assignment.objects.select_for_update(skip_locked=True).filter(
+        stale = Assignment.objects.select_for_update(skip_locked=True, of=("self",)).filter(
             status=LIVE, expires_at__lte=now
         )
         if study is not None:
@@ -255,9 +255,7 @@ def submit(token: str, rater: Rater, payload: RatingInput, *, now: datetime | No
     rating = _submit(token, rater, payload, now)
     if rating is None:
         # Raised outside the transaction so that returning the lease to the pool is committed.
-        raise LeaseExpired(
-            "Your time for this task ran out, so it went to someone else. Here is the next one."
-        )
+        raise LeaseExpired("Your time for this task ran out, so it went to someone else. Here is the next one.")
     return rating
 
 
@@ -299,9 +297,7 @@ def _submit(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Ra
         quality.judge(rating, comparison, locked_rater, study)
         rating.save()
         Assignment.objects.filter(pk=assignment.pk).update(status=SUBMITTED, submitted_at=now)
-        Comparison.objects.filter(pk=comparison.pk).update(
-            n_live=F("n_live") - 1, n_submitted=F("n_submitted") + 1
-        )
+        Comparison.objects.filter(pk=comparison.pk).update(n_live=F("n_live") - 1, n_submitted=F("n_submitted") + 1)
         locked_rater.tasks_submitted += 1
         quality.apply(rating, locked_rater, study)
         _copy_counters(locked_rater, rater)
@@ -334,9 +330,7 @@ def _stored_spans(assignment: Assignment, payload: RatingInput) -> list[dict]:
             raw_start, raw_end = display_span_to_raw(response.text, start, end)
         except ValueError as exc:
             raise InvalidRating(f"A marked error does not fit the {side} answer: {exc}") from exc
-        spans.append(
-            {"response": letter, "start": raw_start, "end": raw_end, "text": response.text[raw_start:raw_end]}
-        )
+        spans.append({"response": letter, "start": raw_start, "end": raw_end, "text": response.text[raw_start:raw_end]})
     return spans
 
 

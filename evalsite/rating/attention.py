@@ -28,7 +28,7 @@ def attention_model(study: Study) -> LanguageModel:
         study=study,
         alias=ATTENTION_ALIAS,
         defaults={
-            "role": LanguageModel.Role.OTHER,
+            "role": LanguageModel.Role.ATTENTION,
             "backend": LanguageModel.Backend.IMPORTED,
             "model_path": "",
             "system_prompt": "Attention checks; not a real model.",
@@ -37,9 +37,7 @@ def attention_model(study: Study) -> LanguageModel:
     return model
 
 
-def build_attention_checks(
-    study: Study, limit: int | None = None, *, seed: int | None = None
-) -> list[Comparison]:
+def build_attention_checks(study: Study, limit: int | None = None, *, seed: int | None = None) -> list[Comparison]:
     """Create attention-check comparisons for prompts that have a teacher answer and none yet.
 
     ``limit`` caps how many are created (default: one per eligible prompt). Returns the new
@@ -57,9 +55,7 @@ def build_attention_checks(
         by_prompt.setdefault(response.prompt_id, response)
     if not by_prompt:
         raise ValueError(f"Study {study.slug!r} has no teacher answers yet: generate them first.")
-    done = set(
-        Comparison.objects.filter(study=study, is_attention_check=True).values_list("prompt_id", flat=True)
-    )
+    done = set(Comparison.objects.filter(study=study, is_attention_check=True).values_list("prompt_id", flat=True))
     prompt_ids = [p for p in by_prompt if p not in done]
     rng.shuffle(prompt_ids)
     if limit is not None:
@@ -70,9 +66,7 @@ def build_attention_checks(
         model = attention_model(study)
         for prompt_id in prompt_ids:
             good = by_prompt[prompt_id]
-            others = [
-                r for p, r in by_prompt.items() if p != prompt_id and r.text.strip() != good.text.strip()
-            ]
+            others = [r for p, r in by_prompt.items() if p != prompt_id and r.text.strip() != good.text.strip()]
             wrong_text = rng.choice(others).text if others else OFF_TOPIC
             wrong, _ = Response.objects.update_or_create(
                 prompt_id=prompt_id,

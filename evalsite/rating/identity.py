@@ -99,18 +99,23 @@ def enter(study: Study, entry: Entry, current: Rater | None) -> Rater:
         external_id = secrets.token_urlsafe(16)
     else:
         external_id = entry.external_id
-        if current is not None and current.platform == entry.platform and current.external_id == external_id:
-            return current
-    rater, created = Rater.objects.get_or_create(
-        study=study,
-        platform=entry.platform,
-        external_id=external_id,
-        defaults={
-            "pseudonym": pseudonym(study, entry.platform, external_id),
-            "platform_data": entry.platform_data,
-        },
-    )
-    if not created and entry.platform_data and entry.platform_data != rater.platform_data:
+    if current is not None and current.platform == entry.platform and current.external_id == external_id:
+        rater, created = current, False
+    else:
+        rater, created = Rater.objects.get_or_create(
+            study=study,
+            platform=entry.platform,
+            external_id=external_id,
+            defaults={
+                "pseudonym": pseudonym(study, entry.platform, external_id),
+                "platform_data": entry.platform_data,
+            },
+        )
+    if (
+        not created
+        and entry.platform_data
+        and any(rater.platform_data.get(k) != v for k, v in entry.platform_data.items())
+    ):
         # MTurk issues a new assignmentId when a worker re-accepts; the latest one must be submitted.
         rater.platform_data = {**rater.platform_data, **entry.platform_data}
         rater.save(update_fields=["platform_data"])

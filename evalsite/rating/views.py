@@ -27,6 +27,7 @@ from .models import Assignment, Rater
 from .rendering import display_text, render_markdown
 
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete"
+MTURK_SUBMIT_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 PREFERENCE_CHOICES = [
     ("left", "Answer 1 is better", "1"),
     ("right", "Answer 2 is better", "2"),
@@ -129,9 +130,7 @@ def task(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("rating:done", slug=slug)
     context = _leased_context(study, rater, leased)
     if request.GET.get("expired"):
-        context["notice"] = (
-            "Your time for the last task ran out, so it went to someone else. Here is the next one."
-        )
+        context["notice"] = "Your time for the last task ran out, so it went to someone else. Here is the next one."
     return render(request, "rating/task.html", context)
 
 
@@ -148,9 +147,7 @@ def submit(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     except engine.LeaseExpired:
         return redirect(reverse("rating:task", kwargs={"slug": slug}) + "?expired=1")
     except (RatingFormError, engine.LeaseError) as exc:
-        leased = Assignment.objects.filter(
-            token=token, rater_id=rater.pk, status=Assignment.Status.LIVE
-        ).first()
+        leased = Assignment.objects.filter(token=token, rater_id=rater.pk, status=Assignment.Status.LIVE).first()
         if leased is None:
             return render(request, "rating/message.html", {"study": study, "message": str(exc)}, status=404)
         context = _leased_context(study, rater, leased)
@@ -184,7 +181,9 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
         context["redirect_url"] = f"{PROLIFIC_COMPLETE}?{urlencode({'cc': code})}"
     elif rater.platform == Rater.Platform.MTURK:
         data = rater.platform_data
-        submit_to = (data.get("turkSubmitTo") or "https://www.mturk.com").rstrip("/")
+        submit_to = data.get("turkSubmitTo", "").rstrip("/")
+        if submit_to not in MTURK_SUBMIT_HOSTS:  # the link is user-editable: never post elsewhere
+            submit_to = MTURK_SUBMIT_HOSTS[0]
         context["mturk"] = {
             "action": f"{submit_to}/mturk/externalSubmit",
             "assignment_id": data.get("assignmentId", ""),
@@ -250,9 +249,7 @@ def api_submit(request: HttpRequest, slug: str, token: str) -> JsonResponse:
 
 
 def _leased_context(study: Study, rater: Rater, leased: Assignment) -> dict:
-    comparison = Comparison.objects.select_related("prompt", "response_a", "response_b").get(
-        pk=leased.comparison_id
-    )
+    comparison = Comparison.objects.select_related("prompt", "response_a", "response_b").get(pk=leased.comparison_id)
     context = _task_context(study, comparison, leased.left_side, number=rater.tasks_submitted + 1)
     context["token"] = leased.token
     context["expires_at"] = leased.expires_at
@@ -270,9 +267,7 @@ def _task_context(study: Study, comparison: Comparison, left_side: str, number: 
         else (comparison.response_b, comparison.response_a)
     )
     form = study.rating_form or {}
-    aspects = [
-        (a, STYLE_LABELS.get(a, a.replace("_", " ").capitalize())) for a in form.get("style_aspects", [])
-    ]
+    aspects = [(a, STYLE_LABELS.get(a, a.replace("_", " ").capitalize())) for a in form.get("style_aspects", [])]
     context = {
         "study": study,
         "form": form,

@@ -61,6 +61,12 @@ def prompts_editable(study: Study) -> bool:
 
 
 def launch(study: Study) -> Study:
+    """Go live; first mix in attention checks if the study asks for them and has none yet."""
+    if study.attention_check_rate > 0 and not study.comparisons.filter(is_attention_check=True).exists():
+        # Imported here: the rating app builds on studies, not the other way round.
+        from evalsite.rating.attention import build_attention_checks
+
+        build_attention_checks(study)
     return transition(study, S.LIVE)
 
 

@@ -70,12 +70,19 @@ class Study(models.Model):
         return self.title
 
 
+class RealModelManager(models.Manager):
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().exclude(role="attention")
+
+
 class LanguageModel(models.Model):
     class Role(models.TextChoices):
         TEACHER = "teacher", "Teacher"
         IMITATION = "imitation", "Imitation"
         BASE = "base", "Base"
         OTHER = "other", "Other"
+        # Owns the deliberately wrong answers of attention checks; never paired, generated or ranked.
+        ATTENTION = "attention", "Attention check (hidden)"
 
     class Backend(models.TextChoices):
         VLLM = "vllm", "vLLM (GPU or CPU)"
@@ -102,6 +109,9 @@ class LanguageModel(models.Model):
     engine_options = models.JSONField(default=dict, blank=True)
     fingerprint = models.CharField(max_length=64, blank=True, help_text="Hash of what produced the answers.")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = models.Manager()
+    real = RealModelManager()  # the models a study compares (attention-check owner excluded)
 
     class Meta:
         ordering = ["study", "role", "alias"]

@@ -40,7 +40,7 @@ def _usable_responses(study: Study) -> dict[int, dict[int, int]]:
 
 def _model_pairs(study: Study, all_pairs: bool) -> list[tuple[int, int]]:
     """Ordered ``(model_a_id, model_b_id)`` pairs to compare on each prompt."""
-    models = sorted(study.models.all(), key=_model_order)
+    models = sorted(LanguageModel.real.filter(study=study), key=_model_order)
     if all_pairs:
         return [(a.pk, b.pk) for a, b in combinations(models, 2)]
     teachers = [m for m in models if m.role == LanguageModel.Role.TEACHER]

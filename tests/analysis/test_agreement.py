@@ -107,14 +107,31 @@ def test_experts_agree_more_than_crowd(study):
 
 
 def test_rater_quality_flags_careless_raters(study):
-    rows = {
-        r["rater_id"]: r
-        for r in rater_quality(study.ratings[~study.ratings["is_attention_check"]], study.ratings)
-    }
+    rows = {r["rater_id"]: r for r in rater_quality(study.ratings[~study.ratings["is_attention_check"]], study.ratings)}
     careless = [r for r in rows.values() if r["flagged"]]
     careful = [r for r in rows.values() if not r["flagged"] and r["attention_pass_rate"] is not None]
     assert careless and careful
-    assert np.mean([r["attention_pass_rate"] for r in careless]) < np.mean(
-        [r["attention_pass_rate"] for r in careful]
-    )
+    assert np.mean([r["attention_pass_rate"] for r in careless]) < np.mean([r["attention_pass_rate"] for r in careful])
     assert all(r["n_ratings"] > 0 for r in rows.values())
+
+
+def test_likert_aspect_alpha():
+    rows = [
+        {
+            "rating_id": k,
+            "comparison_id": c,
+            "prompt_id": c,
+            "rater_id": f"u{k}",
+            "model_a": "x",
+            "model_b": "y",
+            "winner": "A",
+            "left_side": "A",
+            "aspect_fluent_a": fa,
+            "aspect_fluent_b": fb,
+        }
+        for k, (c, fa, fb) in enumerate([("1", 5, 1), ("1", 5, 1), ("2", 2, 4), ("2", 2, 4), ("3", 3, None)])
+    ]
+    summary = agreement_summary(make_ratings(rows))
+    assert summary["all"]["alpha_aspects"]["fluent"] == pytest.approx(1.0)
+    rows[1]["aspect_fluent_a"] = 1  # one strong disagreement
+    assert agreement_summary(make_ratings(rows))["all"]["alpha_aspects"]["fluent"] < 0.8

@@ -65,9 +65,9 @@ def test_matches_vote_level_maximum_likelihood():
     j = (i + rng.integers(1, m, n)) % m
     score = (rng.random(n) < 1 / (1 + np.exp(-(truth[i] - truth[j])))).astype(float)
     score[rng.random(n) < 0.1] = 0.5
-    coef = fit_from_cells(
-        np.bincount(_pair_cells(i, j, score, m), minlength=3 * m * m)[None].astype(float), m, l2=0.0
-    )[0]
+    coef = fit_from_cells(np.bincount(_pair_cells(i, j, score, m), minlength=3 * m * m)[None].astype(float), m, l2=0.0)[
+        0
+    ]
 
     def nll(b):
         d = b[i] - b[j]

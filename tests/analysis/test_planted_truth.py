@@ -24,10 +24,7 @@ def _crowd(sim):
 def _covered(result, truth):
     rows = {r["model"]: r for r in result["rows"]}
     return np.array(
-        [
-            rows[m]["elo_lo"] <= 1000 + 400 * b / np.log(10) <= rows[m]["elo_hi"]
-            for m, b in truth["beta"].items()
-        ]
+        [rows[m]["elo_lo"] <= 1000 + 400 * b / np.log(10) <= rows[m]["elo_hi"] for m, b in truth["beta"].items()]
     )
 
 
@@ -55,8 +52,7 @@ def test_style_controlled_strengths_and_length_inside_intervals():
     assert _covered(res, sim.truth).sum() >= 3
     rows = {r["model"]: r for r in res["rows"]}
     assert all(
-        abs(rows[m]["beta"] - b) < 3 * rows[m]["elo_se"] / (400 / np.log(10))
-        for m, b in sim.truth["beta"].items()
+        abs(rows[m]["beta"] - b) < 3 * rows[m]["elo_se"] / (400 / np.log(10)) for m, b in sim.truth["beta"].items()
     )
     length = next(c for c in res["coefficients"] if c["feature"] == "length")
     assert length["raw_lo"] < sim.truth["length_coef_raw"] < length["raw_hi"]

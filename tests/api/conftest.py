@@ -17,7 +17,7 @@ AWKWARD = [
     "line one\nline two\r\nline three",
     "emoji 🙂🚀 and a ZWJ family 👨‍👩‍👧",
     "עברית مرحبا (right-to-left)",
-    "=HYPERLINK(\"http://evil.example\",\"click\")",
+    '=HYPERLINK("http://evil.example","click")',
     "+1 plus",
     "-2 minus",
     "@SUM(A1:A2)",
@@ -32,9 +32,14 @@ def add_rating(study: Study, comparison: Comparison, rater: Rater, winner: str, 
     """A submitted assignment and its rating, as the lease engine would leave them."""
     now = timezone.now()
     assignment = Assignment.objects.create(
-        rater=rater, comparison=comparison, token=secrets.token_urlsafe(32), status=Assignment.Status.SUBMITTED,
-        left_side=fields.pop("left_side", "A"), leased_at=now - timedelta(seconds=60), expires_at=now + timedelta(
-            seconds=840), submitted_at=now,
+        rater=rater,
+        comparison=comparison,
+        token=secrets.token_urlsafe(32),
+        status=Assignment.Status.SUBMITTED,
+        left_side=fields.pop("left_side", "A"),
+        leased_at=now - timedelta(seconds=60),
+        expires_at=now + timedelta(seconds=840),
+        submitted_at=now,
     )
     fields.setdefault("server_seconds", 42.5)
     return Rating.objects.create(
@@ -44,8 +49,11 @@ def add_rating(study: Study, comparison: Comparison, rater: Rater, winner: str, 
 
 def make_rater(study: Study, n: int, **fields) -> Rater:
     return Rater.objects.create(
-        study=study, platform=fields.pop("platform", "prolific"), external_id=f"RAW-PLATFORM-ID-{study.pk}-{n}",
-        pseudonym=f"ps{study.pk}x{n}", **fields,
+        study=study,
+        platform=fields.pop("platform", "prolific"),
+        external_id=f"RAW-PLATFORM-ID-{study.pk}-{n}",
+        pseudonym=f"ps{study.pk}x{n}",
+        **fields,
     )
 
 
@@ -88,9 +96,11 @@ def rated_study(make_study, cast):
     for prompt in prompts:
         t = prompt.responses.get(model=teacher)
         for other in (imitation, base):
-            comparisons.append(Comparison.objects.create(
-                study=study, prompt=prompt, response_a=t, response_b=prompt.responses.get(model=other)
-            ))
+            comparisons.append(
+                Comparison.objects.create(
+                    study=study, prompt=prompt, response_a=t, response_b=prompt.responses.get(model=other)
+                )
+            )
     check = comparisons[-1]
     check.is_attention_check, check.expected_winner = True, "A"
     check.save()
@@ -103,11 +113,19 @@ def rated_study(make_study, cast):
         for rater in raters:
             text = AWKWARD[n % len(AWKWARD)]
             add_rating(
-                study, comparison, rater, winners[n % 4], left_side="AB"[n % 2], strength=1 + n % 5,
+                study,
+                comparison,
+                rater,
+                winners[n % 4],
+                left_side="AB"[n % 2],
+                strength=1 + n % 5,
                 style={"A": {"fluent": 4, "confident": 5}, "B": {"fluent": 2, "confident": 3}},
-                correct_a="correct", correct_b="error" if n % 3 else "unsure",
-                error_spans=[{"response": "B", "start": 0, "end": 3, "text": text[:3]}], rationale=text,
-                client_seconds=30.25 if n % 2 else None, flagged=rater.blocked,
+                correct_a="correct",
+                correct_b="error" if n % 3 else "unsure",
+                error_spans=[{"response": "B", "start": 0, "end": 3, "text": text[:3]}],
+                rationale=text,
+                client_seconds=30.25 if n % 2 else None,
+                flagged=rater.blocked,
                 attention_passed=(n % 2 == 0) if comparison.is_attention_check else None,
             )
             n += 1

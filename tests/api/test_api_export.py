@@ -3,10 +3,11 @@
 import csv
 import io
 import json
+from datetime import datetime
 
 import pytest
 
-from evalsite.api.export import FORMULA_PREFIXES, RATING_COLUMNS
+from evalsite.api.export_formats import FORMULA_PREFIXES, RATING_COLUMNS
 from evalsite.rating.models import Rating
 
 pytestmark = pytest.mark.django_db
@@ -39,8 +40,16 @@ def test_csv_round_trips_every_rating(client_for, rated_study, awkward_texts):
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert 'filename="rated-ratings.csv"' in response["Content-Disposition"]
     rows = csv_rows(response)
-    ratings = {r.pk: r for r in Rating.objects.filter(study=rated_study).select_related(
-        "rater", "assignment", "comparison__prompt", "comparison__response_a__model", "comparison__response_b__model")}
+    ratings = {
+        r.pk: r
+        for r in Rating.objects.filter(study=rated_study).select_related(
+            "rater",
+            "assignment",
+            "comparison__prompt",
+            "comparison__response_a__model",
+            "comparison__response_b__model",
+        )
+    }
     assert len(rows) == len(ratings) == 18
     assert list(rows[0]) == [c.name for c in RATING_COLUMNS]
     assert [int(r["rating_id"]) for r in rows] == sorted(ratings)
@@ -62,7 +71,7 @@ def test_csv_round_trips_every_rating(client_for, rated_study, awkward_texts):
         assert row["flagged"] == ("true" if rating.flagged else "false")
         assert row["attention_passed"] == {None: "", True: "true", False: "false"}[rating.attention_passed]
         assert row["is_attention_check"] == ("true" if rating.comparison.is_attention_check else "false")
-        assert row["created_at"] == rating.created_at.isoformat()
+        assert datetime.fromisoformat(row["created_at"]) == rating.created_at
     # Every awkward string made it through, newlines, quotes, emoji and RTL included.
     assert {unguard(r["rationale"]) for r in rows} == set(awkward_texts)
 
@@ -80,7 +89,7 @@ def test_csv_cells_cannot_run_as_formulas(client_for, rated_study):
         for cell in row.values():
             assert not cell.startswith(FORMULA_PREFIXES), cell
     rationales = {r["rationale"] for r in rows}
-    assert "'=HYPERLINK(\"http://evil.example\",\"click\")" in rationales
+    assert '\'=HYPERLINK("http://evil.example","click")' in rationales
     assert "'@SUM(A1:A2)" in rationales
     assert "'\tleading tab" in rationales
 
@@ -130,8 +139,13 @@ def test_export_filters_match_the_list_endpoint(client_for, rated_study, query, 
     query = query.format(pseudonym=pseudonym)
     client = client_for("owner")
     exported = {int(r["rating_id"]) for r in csv_rows(client.get(f"/api/v1/studies/rated/ratings.csv?{query}"))}
-    wanted = {r.pk for r in Rating.objects.filter(study=rated_study).select_related(
-        "comparison__prompt", "comparison__response_b__model", "rater") if keep(r)}
+    wanted = {
+        r.pk
+        for r in Rating.objects.filter(study=rated_study).select_related(
+            "comparison__prompt", "comparison__response_b__model", "rater"
+        )
+        if keep(r)
+    }
     listed = {r["id"] for r in client.get(f"/api/v1/ratings/?study=rated&page_size=1000&{query}").json()["results"]}
     assert exported == wanted == listed
 
@@ -147,7 +161,8 @@ def test_preference_pairs(client_for, rated_study):
     client = client_for("owner")
     pairs = jsonl_rows(client.get("/api/v1/studies/rated/preference-pairs.jsonl"))
     decided = Rating.objects.filter(study=rated_study, winner__in=["A", "B"]).select_related(
-        "comparison__prompt", "comparison__response_a__model", "comparison__response_b__model")
+        "comparison__prompt", "comparison__response_a__model", "comparison__response_b__model"
+    )
     assert len(pairs) == decided.count() > 0
     by_id = {r.pk: r for r in decided}
     for pair in pairs:

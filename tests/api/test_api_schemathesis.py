@@ -85,7 +85,10 @@ def test_no_server_errors(label, cast, rated_study, wsgi_keeps_test_transaction)
 
     @given(case=operation.as_strategy())
     @settings(
-        max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+        max_examples=MAX_EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
     )
     def check(case):

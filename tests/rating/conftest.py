@@ -14,15 +14,9 @@ def add_comparisons(study: Study) -> list[Comparison]:
     comparisons = []
     for prompt in study.prompts.all():
         a = Response.objects.get(prompt=prompt, model=teacher)
-        others = (
-            Response.objects.filter(prompt=prompt)
-            .exclude(model=teacher)
-            .exclude(model__alias="attention-check")
-        )
+        others = Response.objects.filter(prompt=prompt).exclude(model=teacher).exclude(model__alias="attention-check")
         for b in others:
-            comparisons.append(
-                Comparison.objects.create(study=study, prompt=prompt, response_a=a, response_b=b)
-            )
+            comparisons.append(Comparison.objects.create(study=study, prompt=prompt, response_a=a, response_b=b))
     return comparisons
 
 

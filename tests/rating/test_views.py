@@ -59,6 +59,11 @@ def test_mturk_entry_and_externalsubmit_form(client, live_study):
     done = client.get(r.url).content.decode()
     assert 'action="https://workersandbox.mturk.com/mturk/externalSubmit"' in done
     assert 'name="assignmentId" value="A1"' in done and "DONE123" in done
+    # A doctored turkSubmitTo never becomes the form's target.
+    client.get(f"/r/{study.slug}/?workerId=W1&assignmentId=A2&turkSubmitTo=https%3A%2F%2Fevil.example")
+    done = client.get(f"/r/{study.slug}/done/").content.decode()
+    assert "evil.example" not in done and 'action="https://www.mturk.com/mturk/externalSubmit"' in done
+    assert 'value="A2"' in done
 
 
 def test_mturk_preview_shows_a_sample_without_leasing(client, live_study):
@@ -110,9 +115,7 @@ def test_prolific_completion_redirect_and_code(client, live_study):
 
 
 def test_no_model_identity_in_any_page(client, live_study):
-    study = live_study(
-        n_prompts=2, roles=("teacher", "imitation", "base"), tasks_per_rater=3, instructions="Be fair."
-    )
+    study = live_study(n_prompts=2, roles=("teacher", "imitation", "base"), tasks_per_rater=3, instructions="Be fair.")
     LanguageModel.objects.filter(study=study).update(model_path="secret/model-path-xyz")
     pages = [client.get(f"/r/{study.slug}/?PROLIFIC_PID=p3", follow=True)]
     pages.append(client.post(f"/r/{study.slug}/consent/", {"agree": "yes"}, follow=True))
@@ -203,9 +206,7 @@ def test_json_pair_uses_the_engine(client, live_study):
     for _ in range(2):
         task = client.get(f"/r/{study.slug}/api/next/").json()
         assert not task["done"] and task["token"]
-        r = client.post(
-            task["submit_url"], {"preference": "right", "strength": 3}, content_type="application/json"
-        )
+        r = client.post(task["submit_url"], {"preference": "right", "strength": 3}, content_type="application/json")
         assert r.json()["ok"]
         replay = client.post(task["submit_url"], {"preference": "left"}, content_type="application/json")
         assert replay.json()["rating"] == r.json()["rating"]
