@@ -45,11 +45,13 @@ def test_seed_demo_is_live_and_idempotent(django_user_model):
     study = Study.objects.get(slug="demo")
     counts = (
         study.prompts.count(),
-        Response.objects.filter(model__study=study).count(),
-        study.comparisons.count(),
+        Response.objects.filter(model__study=study).exclude(model__role="attention").count(),
+        study.comparisons.filter(is_attention_check=False).count(),
     )
     assert study.status == "live" and study.owner.username == "admin" and study.completion_code
     assert counts == (30, 90, 60)  # 3 imported models; teacher vs imitation and vs base
+    # Launching mixed in attention checks (the study's rate is > 0): one per prompt.
+    assert study.comparisons.filter(is_attention_check=True).count() == 30
     smol = LanguageModel.objects.get(study=study, alias="smollm2")
     assert (smol.role, smol.backend, smol.model_path, smol.max_tokens) == (
         "imitation",
@@ -61,8 +63,8 @@ def test_seed_demo_is_live_and_idempotent(django_user_model):
     study.refresh_from_db()
     again = (
         study.prompts.count(),
-        Response.objects.filter(model__study=study).count(),
-        study.comparisons.count(),
+        Response.objects.filter(model__study=study).exclude(model__role="attention").count(),
+        study.comparisons.filter(is_attention_check=False).count(),
     )
     assert again == counts and study.status == "live"
     assert not Comparison.objects.filter(study=study, response_a__model__role="imitation").exists()
