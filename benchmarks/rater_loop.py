@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import random
@@ -94,6 +95,41 @@ def seed(n_prompts: int, redundancy: int) -> None:
         cursor.execute("ANALYZE")  # a live database has statistics; a freshly seeded one does not
 
 
+class RawHTTP:
+    """A minimal HTTP/1.1 client on asyncio streams, one connection per rater (keep-alive when the
+    server allows it). The load generator shares the machine's cores with the server, so it must be
+    cheap: httpx costs several ms of CPU per request, this a small fraction of one.
+    """
+
+    def __init__(self, host: str, port: int, cookies: dict[str, str]):
+        self.host, self.port = host, port
+        self.cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nCookie: {self.cookie}\r\n{headers}"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        payload = await self.reader.readexactly(int(fields.get("content-length", "0")))
+        if fields.get("connection", "").lower() == "close":
+            await self.close()
+        return status, payload
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
 async def rater(i: int, base: str, deadline: float, cycles: list, latencies: list, errors: list) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
         r = await client.get(f"/r/{SLUG}/?PROLIFIC_PID=bench-{i}&STUDY_ID=s&SESSION_ID=x", follow_redirects=True)
@@ -102,35 +138,42 @@ async def rater(i: int, base: str, deadline: float, cycles: list, latencies: lis
         if r.status_code != 302:
             errors.append(f"consent {r.status_code}")
             return
-        headers = {"X-CSRFToken": csrf}
+        cookies = dict(client.cookies.items())
+    url = httpx.URL(base)
+    http = RawHTTP(url.host, url.port, cookies)
+    headers = f"X-CSRFToken: {csrf}\r\nContent-Type: application/json\r\n"
+    try:
         while time.perf_counter() < deadline:
             try:
-                if not await cycle(client, headers, cycles, latencies, errors):
+                if not await cycle(http, headers, cycles, latencies, errors):
                     return
-            except httpx.TransportError as exc:
+            except (OSError, asyncio.IncompleteReadError) as exc:
                 errors.append(f"transport {exc!r}")
+                await http.close()
                 await asyncio.sleep(0.1)
+    finally:
+        await http.close()
 
 
-async def cycle(client: httpx.AsyncClient, headers: dict, cycles: list, latencies: list, errors: list) -> bool:
+async def cycle(http: RawHTTP, headers: str, cycles: list, latencies: list, errors: list) -> bool:
     """One next → submit cycle (latencies in seconds); ``False`` when this rater should stop."""
     t0 = time.perf_counter()
-    r = await client.get(f"/r/{SLUG}/api/next/")
+    status, body = await http.request("GET", f"/r/{SLUG}/api/next/")
     t1 = time.perf_counter()
-    task = r.json()
-    if r.status_code != 200 or task.get("done"):
-        errors.append(f"next {r.status_code} {task}")
+    task = json.loads(body)
+    if status != 200 or task.get("done"):
+        errors.append(f"next {status} {task}")
         return False
-    body = {
+    rating = {
         "preference": random.choice(["left", "right", "tie", "both_bad"]),
         "strength": 3,
         "client_ms": 1234,
     }
-    r = await client.post(task["submit_url"], json=body, headers=headers)
+    status, body = await http.request("POST", task["submit_url"], json.dumps(rating).encode(), headers)
     t2 = time.perf_counter()
-    if r.status_code != 200:
-        errors.append(f"submit {r.status_code} {r.text[:200]}")
-        return r.status_code == 409  # an expired lease: take the next task
+    if status != 200:
+        errors.append(f"submit {status} {body[:200]!r}")
+        return status == 409  # an expired lease: take the next task
     latencies.append(t1 - t0)
     latencies.append(t2 - t1)
     cycles.append(t2 - t0)

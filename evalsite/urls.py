@@ -7,4 +7,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("r/", include("evalsite.rating.urls")),
     path("api/", include("evalsite.api.urls")),
+    path("reports/", include("evalsite.dashboard.urls")),
 ]

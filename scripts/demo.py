@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             f"           (the password is kept in {data_dir / 'demo_admin_password'})\n"
             f"  Rater:   {base}/r/demo/\n"
             f"           {base}/r/demo/?PROLIFIC_PID=demo1&STUDY_ID=s&SESSION_ID=x  (Prolific-style link)\n"
-            f"  Report:  {base}/dashboard/demo/\n"
+            f"  Report:  {base}/reports/demo/\n"
             "  Ctrl-C stops the web server and the worker.\n",
             flush=True,
         )

@@ -7,8 +7,10 @@ its worker died, generates only what is still missing and never duplicates a res
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -43,6 +45,8 @@ UPDATE_FIELDS = [
     "error",
 ]
 ProgressCallback = Callable[[GenerationJob], None]
+# A running job saves progress after every batch; one silent for this long has lost its worker.
+STALE_AFTER = timedelta(minutes=int(os.environ.get("EVALSITE_JOB_STALE_MINUTES", "30")))
 
 
 class GenerationSetupError(ValueError):
@@ -66,6 +70,8 @@ def start_generation(
 ) -> list[GenerationJob]:
     """Create a GenerationJob per model (reusing one still queued or running) and enqueue its task.
 
+    An active job with no progress for ``STALE_AFTER`` is enqueued again (its message was lost).
+
     Moves the study to ``generating``. ``queue`` overrides the per-backend queue (tests, dedicated
     workers); with ``enqueue=False`` the caller runs the jobs itself (``manage.py generate --sync``).
     """
@@ -79,11 +85,13 @@ def start_generation(
         if study.status != Study.Status.GENERATING:
             transition(study, Study.Status.GENERATING)  # raises a TransitionError saying why not
         for model in models:
-            active = (
-                GenerationJob.objects.filter(model=model, status__in=ACTIVE).order_by("-created_at").first()
-            )
+            active = GenerationJob.objects.filter(model=model, status__in=ACTIVE).order_by("-created_at").first()
             if active is not None:
                 jobs.append(active)
+                if active.updated_at < timezone.now() - STALE_AFTER:
+                    # No progress for a long time: its message was lost (a broker without
+                    # redelivery, a purged queue). Sending it again is safe: writes are upserts.
+                    new_jobs.append(active)
                 continue
             total = len(missing_items(model))
             job = GenerationJob.objects.create(study=study, model=model, total=total)
@@ -105,9 +113,7 @@ def _enqueue(job: GenerationJob, queue: str | None) -> None:
     GenerationJob.objects.filter(pk=job.pk).update(celery_task_id=result.id)
 
 
-def run_job(
-    job_id: int, progress: ProgressCallback | None = None, *, final_attempt: bool = True
-) -> GenerationJob:
+def run_job(job_id: int, progress: ProgressCallback | None = None, *, final_attempt: bool = True) -> GenerationJob:
     """Generate every missing answer of one job, in batches, updating the job after each batch.
 
     Whole-job failures (unknown model, out of memory, endpoint down) mark the job failed with the
@@ -142,9 +148,7 @@ def run_job(
             log.exception("Generation job %s (%s) crashed", job.pk, model.alias)
             return _fail(job, f"{type(exc).__name__}: {exc}", progress)
     if job.failed:
-        return _fail(
-            job, f"{job.failed} of {job.total} answers failed; last error: {job.last_error}", progress
-        )
+        return _fail(job, f"{job.failed} of {job.total} answers failed; last error: {job.last_error}", progress)
     _finish(job)
     _notify(progress, job)
     finish_study_if_complete(job.study)
@@ -184,9 +188,7 @@ def _run_batches(
         job.tokens_per_second = tokens / elapsed if elapsed > 0 else None
         remaining = job.total - job.done - job.failed
         job.eta_seconds = max(0.0, remaining * elapsed / generated) if generated else None
-        job.save(
-            update_fields=["done", "failed", "last_error", "tokens_per_second", "eta_seconds", "updated_at"]
-        )
+        job.save(update_fields=["done", "failed", "last_error", "tokens_per_second", "eta_seconds", "updated_at"])
         _notify(progress, job)
 
 
@@ -211,9 +213,7 @@ def _upsert(
     params: DecodingParams,
 ) -> None:
     if len(results) != len(batch):
-        raise GenerationError(
-            f"Backend {backend.name} returned {len(results)} answers for {len(batch)} prompts."
-        )
+        raise GenerationError(f"Backend {backend.name} returned {len(results)} answers for {len(batch)} prompts.")
     fingerprint = model.fingerprint
     produced_by = {
         **backend.describe(),

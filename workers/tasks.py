@@ -1,4 +1,4 @@
-"""Celery tasks. Both are ``acks_late`` + ``reject_on_worker_lost``: a worker killed mid-job leaves the
+"""Celery tasks, all ``acks_late`` + ``reject_on_worker_lost``: a worker killed mid-job leaves the
 message on the broker, another worker picks it up, and the upserts in ``run_job`` make that safe.
 """
 
@@ -45,3 +45,7 @@ def judge_study(self, study_id: int, judge_id: int) -> int:
     from .judge import run_judge
 
     return run_judge(study_id, judge_id)
+
+
+# Registered here because the Celery app autodiscovers ``workers.tasks`` only.
+from . import analysis_tasks  # noqa: E402,F401

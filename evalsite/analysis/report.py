@@ -130,17 +130,16 @@ def build_report(
     }
     report["win_rates"] = winrates.win_rates_vs_teacher(crowd, teacher=teacher, n_boot=n_boot, seed=seed)
     report["win_rates_expert"] = winrates.win_rates_vs_teacher(experts, teacher=teacher, n_boot=n_boot, seed=seed)
-    report["bradley_terry"] = bradley_terry.bradley_terry(crowd, models=models, n_boot=n_boot, seed=seed)
-    report["bradley_terry_position"] = bradley_terry.bradley_terry(
-        crowd, models=models, position=True, n_boot=n_boot, seed=seed
-    )
-    report["style"] = style.style_controlled(crowd, models=models, n_boot=n_boot, seed=seed)
+    # Strengths over the models the crowd actually compared: a model without crowd votes would
+    # otherwise get a made-up rating of 1000 with a zero-width interval.
+    report["bradley_terry"] = bradley_terry.bradley_terry(crowd, n_boot=n_boot, seed=seed)
+    report["bradley_terry_position"] = bradley_terry.bradley_terry(crowd, position=True, n_boot=n_boot, seed=seed)
+    report["style"] = style.style_controlled(crowd, n_boot=n_boot, seed=seed)
     report["position"] = position.left_win_share(crowd, n_boot=n_boot, seed=seed)
-    report["factuality"] = (
-        factuality.accuracy_by_model(responses)
-        if len(responses)
-        else {"method": "contained", "n_checked": 0, "overall": [], "by_category": {}}
-    )
+    # Long-form answers are judged by "answer contained" (the headline); exact match is for
+    # short-answer prompts and reported beside it.
+    report["factuality"] = factuality.accuracy_by_model(responses, method="contained")
+    report["factuality_exact"] = factuality.accuracy_by_model(responses, method="exact")
     report["crowd_vs_expert"] = {
         "fooled": crowd_expert.fooled_rates(analysed, responses, n_boot=n_boot, seed=seed),
         "error_flags": crowd_expert.error_flag_rates(analysed, responses, n_boot=n_boot, seed=seed),

@@ -21,8 +21,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import connections, transaction
 from django.db.models import Case, F, Func, QuerySet, TextField, Value, When
-from django.db.models.functions import Cast, Concat
+from django.db.models.functions import Cast, Coalesce, Concat
 
 from evalsite.rating.models import Rating
 
@@ -35,7 +36,9 @@ class Column:
 
     name: str
     path: str
-    kind: str = "value"  # value | text | json | bool | datetime
+    # value: a number; text: free text (formula-guarded, quoted); enum: a fixed vocabulary from the
+    # model's choices (never needs quoting or guarding); json; bool; datetime.
+    kind: str = "value"
 
 
 RATING_COLUMNS: tuple[Column, ...] = (
@@ -47,25 +50,25 @@ RATING_COLUMNS: tuple[Column, ...] = (
     Column("prompt_text", "comparison__prompt__text", "text"),
     Column("response_a_id", "comparison__response_a_id"),
     Column("model_a", "comparison__response_a__model__alias", "text"),
-    Column("role_a", "comparison__response_a__model__role", "text"),
+    Column("role_a", "comparison__response_a__model__role", "enum"),
     Column("response_b_id", "comparison__response_b_id"),
     Column("model_b", "comparison__response_b__model__alias", "text"),
-    Column("role_b", "comparison__response_b__model__role", "text"),
-    Column("left_side", "assignment__left_side", "text"),
-    Column("winner", "winner", "text"),
+    Column("role_b", "comparison__response_b__model__role", "enum"),
+    Column("left_side", "assignment__left_side", "enum"),
+    Column("winner", "winner", "enum"),
     Column("strength", "strength"),
     Column("style", "style", "json"),
-    Column("correct_a", "correct_a", "text"),
-    Column("correct_b", "correct_b", "text"),
+    Column("correct_a", "correct_a", "enum"),
+    Column("correct_b", "correct_b", "enum"),
     Column("error_spans", "error_spans", "json"),
     Column("rationale", "rationale", "text"),
     Column("rater_id", "rater__pseudonym", "text"),
-    Column("rater_platform", "rater__platform", "text"),
+    Column("rater_platform", "rater__platform", "enum"),
     Column("is_expert", "rater__is_expert", "bool"),
     Column("server_seconds", "server_seconds"),
     Column("client_seconds", "client_seconds"),
     Column("is_attention_check", "comparison__is_attention_check", "bool"),
-    Column("expected_winner", "comparison__expected_winner", "text"),
+    Column("expected_winner", "comparison__expected_winner", "enum"),
     Column("attention_passed", "attention_passed", "bool"),
     Column("flagged", "flagged", "bool"),
     Column("created_at", "created_at", "datetime"),
@@ -142,10 +145,53 @@ def csv_cell(column: Column):
     return Cast(field, TextField())
 
 
-def csv_rows(queryset: QuerySet, columns: tuple[Column, ...]) -> Iterator[tuple]:
-    """The CSV cells of ``queryset``'s rows, as text tuples, through a server-side cursor."""
-    cells = {f"cell_{i}": csv_cell(c) for i, c in enumerate(columns)}
-    return queryset.order_by("id").annotate(**cells).values_list(*cells).iterator(chunk_size=CHUNK_ROWS)
+class CsvQuoted(Func):
+    """RFC 4180 quoting of a text cell: in double quotes, inner quotes doubled; NULL stays NULL."""
+
+    template = """('"' || replace(%(expressions)s, '"', '""') || '"')"""
+    output_field = TextField()
+
+
+class CsvRecord(Func):
+    """One CSV record (without line end): the cells joined by commas, NULL cells left empty."""
+
+    arg_joiner = " || ',' || "
+    template = "(%(expressions)s)"
+    output_field = TextField()
+
+    def __init__(self, *cells):
+        super().__init__(*(Coalesce(cell, Value("")) for cell in cells))
+
+
+def csv_record(columns: tuple[Column, ...]) -> CsvRecord:
+    """The SQL expression rendering a whole CSV record. Text and JSON cells are always quoted."""
+    return CsvRecord(*(CsvQuoted(csv_cell(c)) if c.kind in {"text", "json"} else csv_cell(c) for c in columns))
+
+
+def csv_rows(queryset: QuerySet, columns: tuple[Column, ...]) -> Iterator[str]:
+    """``queryset``'s rows as finished CSV records, through a server-side cursor."""
+    records = queryset.order_by("id").annotate(csv_record=csv_record(columns))
+    return streamed(records.values_list("csv_record", flat=True))
+
+
+def streamed(values: QuerySet) -> Iterator:
+    """Iterate ``values`` through a server-side cursor, ``CHUNK_ROWS`` rows per round trip.
+
+    On PostgreSQL the cursor is read inside a transaction. Outside one, Django declares it
+    WITH HOLD, and PostgreSQL then computes and stores the whole result before the first row
+    leaves; inside, rows flow as they are fetched, so the database and this process work at the
+    same time, and the export reads one consistent snapshot. ``cursor_tuple_fraction = 1``
+    plans for reading every row (hash joins) rather than for a fast first page. Other databases
+    (the SQLite demo) just iterate: a transaction there would hold a write lock against raters.
+    """
+    connection = connections[values.db]
+    if connection.vendor != "postgresql":
+        yield from values.iterator(chunk_size=CHUNK_ROWS)
+        return
+    with transaction.atomic(using=values.db):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        yield from values.iterator(chunk_size=CHUNK_ROWS)
 
 
 def _chunks(rows: Iterable, size: int = CHUNK_ROWS) -> Iterator[list]:
@@ -154,17 +200,14 @@ def _chunks(rows: Iterable, size: int = CHUNK_ROWS) -> Iterator[list]:
         yield chunk
 
 
-def stream_csv(rows: Iterable[tuple], columns: tuple[Column, ...], bom: bool = False) -> Iterator[bytes]:
-    """Yield the CSV file (header first) as UTF-8 byte chunks; ``rows`` come from :func:`csv_rows`."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([c.name for c in columns])
-    yield (("\ufeff" if bom else "") + buffer.getvalue()).encode("utf-8")
-    for chunk in _chunks(rows):
-        buffer.seek(0)
-        buffer.truncate()
-        writer.writerows(chunk)  # cells are final text already (see csv_cell)
-        yield buffer.getvalue().encode("utf-8")
+def stream_csv(records: Iterable[str], columns: tuple[Column, ...], bom: bool = False) -> Iterator[bytes]:
+    """Yield the CSV file (header first) as UTF-8 byte chunks; ``records`` come from :func:`csv_rows`."""
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\r\n").writerow([c.name for c in columns])
+    yield (("\ufeff" if bom else "") + header.getvalue()).encode("utf-8")
+    for chunk in _chunks(records):
+        chunk.append("")  # so the join ends the last record too
+        yield "\r\n".join(chunk).encode("utf-8")
 
 
 def _json_default(value):
@@ -226,4 +269,4 @@ def stream_preference_pairs(rows: Iterable[tuple], mark_ties: bool) -> Iterator[
 
 def export_rows(queryset: QuerySet, columns: tuple[Column, ...]) -> Iterator[tuple]:
     """The rows of ``queryset`` as Python values in column order, through a server-side cursor."""
-    return queryset.order_by("id").values_list(*(c.path for c in columns)).iterator(chunk_size=CHUNK_ROWS)
+    return streamed(queryset.order_by("id").values_list(*(c.path for c in columns)))

@@ -17,9 +17,15 @@ UNCATEGORIZED = "uncategorized"
 
 
 def load_responses(study: Study) -> pd.DataFrame:
-    """One row per generated answer of the study (failed generations included, with empty text)."""
-    rows = Response.objects.filter(prompt__study=study).values(
-        "id", "prompt_id", "model__alias", "model__role", "prompt__category", "text", "prompt__reference_answers"
+    """One row per generated answer of the study (failed generations included, with empty text),
+    without the attention-check model's deliberately wrong answers."""
+    # The hidden attention-check model's answers are wrong on purpose; they would distort accuracy.
+    rows = (
+        Response.objects.filter(prompt__study=study)
+        .exclude(model__role="attention")
+        .values(
+            "id", "prompt_id", "model__alias", "model__role", "prompt__category", "text", "prompt__reference_answers"
+        )
     )
     return make_responses(
         {
@@ -126,7 +132,8 @@ def load_ratings(study: Study, texts: dict[int, str] | None = None) -> pd.DataFr
 def load_frames(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ratings, responses) of a study, ready for :func:`evalsite.analysis.report.build_report`."""
     responses = load_responses(study)
-    texts = dict(zip(responses["response_id"].astype(int), responses["text"], strict=True))
+    # Attention checks need their texts too (for the style features when they are included).
+    texts = dict(Response.objects.filter(prompt__study=study).values_list("id", "text"))
     return load_ratings(study, texts), responses
 
 

@@ -40,7 +40,10 @@ def study_progress(study: Study) -> dict:
     raters = Rater.objects.filter(study=study).aggregate(
         total=Count("id"), blocked=Count("id", filter=Q(blocked=True)), experts=Count("id", filter=Q(is_expert=True))
     )
-    submitted = Rating.objects.filter(study=study, comparison__is_attention_check=False).count()
+    counts = Rating.objects.filter(study=study).aggregate(
+        all=Count("id"), real=Count("id", filter=Q(comparison__is_attention_check=False))
+    )
+    submitted = counts["real"]
     target = comparisons["real"] * study.redundancy
     jobs = [
         {
@@ -57,6 +60,7 @@ def study_progress(study: Study) -> dict:
         "comparisons": comparisons["real"],
         "attention_checks": comparisons["checks"],
         "ratings": submitted,
+        "ratings_all": counts["all"],
         "ratings_target": target,
         "percent": 100.0 * submitted / target if target else 0.0,
         "raters": raters["total"],

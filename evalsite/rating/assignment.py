@@ -27,13 +27,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from evalsite.studies.models import Comparison, Study
+from evalsite.studies.models import Comparison, Prompt, Response, Study
 
-from . import quality
+from . import pg_hotpath, quality
 from .models import Assignment, Rater, Rating
 from .rendering import display_span_to_raw
 
@@ -99,9 +99,9 @@ def lease_next(rater: Rater, study: Study, *, now: datetime | None = None) -> As
     now = now or timezone.now()
     if study.status != Study.Status.LIVE:
         return None
-    _maybe_sweep(study, now)
+    maybe_sweep(study, now)
     assignment = _lease_once(rater, study, now)
-    if assignment is None and _has_expired_leases(study, now):
+    if assignment is None and has_expired_leases(study, now):
         # Expired leases may be all that holds the remaining slots: free them and look again.
         expire_stale_leases(study, now=now)
         assignment = _lease_once(rater, study, now)
@@ -109,6 +109,10 @@ def lease_next(rater: Rater, study: Study, *, now: datetime | None = None) -> As
 
 
 def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
+    if connection.vendor == "postgresql":
+        found = retry_race(lambda: pg_hotpath.lease(rater.pk, now, window=PICK_WINDOW, study_id=study.pk))
+        if found is not pg_hotpath.SLOW:
+            return from_lease(found, rater)
     with transaction.atomic():
         # The rater row serializes one rater's tabs; it also gives fresh quota/blocked values.
         locked = Rater.objects.select_for_update().get(pk=rater.pk)
@@ -138,6 +142,77 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
             leased_at=now,
             expires_at=now + timedelta(seconds=study.lease_seconds),
         )
+
+
+def retry_race(statement):
+    """Run a one-statement hot-path operation; retry once if a concurrent tab won a unique race.
+
+    Outside a transaction the statement is its own transaction (one round trip); inside one (tests,
+    callers' atomic blocks) a savepoint keeps the outer transaction usable after the retry.
+    """
+    for attempt in range(2):
+        try:
+            if connection.in_atomic_block:
+                with transaction.atomic():
+                    return statement()
+            return statement()
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def loaded(model, **values):
+    """A model instance as if read from the database with only these columns.
+
+    ``from_db`` marks the other fields deferred, so nothing half-loaded can be saved by mistake.
+    """
+    fields = [f for f in model._meta.concrete_fields if f.attname in values]
+    return model.from_db(
+        "default",
+        [f.attname for f in fields],
+        # Raw cursors skip the fields' converters (JSON arrives as text on psycopg): apply them.
+        [
+            f.from_db_value(values[f.attname], None, connection) if hasattr(f, "from_db_value") else values[f.attname]
+            for f in fields
+        ],
+    )
+
+
+def from_lease(found: pg_hotpath.Lease | None, rater: Rater) -> Assignment | None:
+    """The assignment of a one-statement lease, its comparison and texts attached (no queries)."""
+    if found is None:
+        return None  # the rater is not in this study
+    rater.blocked = found.blocked
+    rater.tasks_submitted = found.tasks_submitted
+    if not found.study_live or found.kind is None:
+        return None
+    comparison = loaded(
+        Comparison,
+        id=found.comparison_id,
+        study_id=found.study_id,
+        prompt_id=found.prompt_id,
+        response_a_id=found.response_a_id,
+        response_b_id=found.response_b_id,
+        is_attention_check=found.is_attention_check,
+    )
+    comparison.prompt = loaded(Prompt, id=found.prompt_id, text=found.prompt_text)
+    comparison.response_a = loaded(Response, id=found.response_a_id, text=found.text_a)
+    comparison.response_b = loaded(Response, id=found.response_b_id, text=found.text_b)
+    assignment = loaded(
+        Assignment,
+        id=found.assignment_id,
+        rater_id=rater.pk,
+        comparison_id=found.comparison_id,
+        token=found.token,
+        left_side=found.left_side,
+        status=LIVE,
+        leased_at=found.leased_at,
+        expires_at=found.expires_at,
+        submitted_at=None,
+    )
+    assignment.comparison = comparison
+    return assignment
 
 
 # The pick is the hottest query of the site, so it is written out once, by hand, instead of being
@@ -211,11 +286,13 @@ def release_live_lease(rater: Rater) -> None:
             _expire(live)
 
 
-def _has_expired_leases(study: Study, now: datetime) -> bool:
+def has_expired_leases(study: Study, now: datetime) -> bool:
+    """Whether any lease in the study ran out without being returned to the pool yet."""
     return Assignment.objects.filter(status=LIVE, expires_at__lte=now, comparison__study_id=study.pk).exists()
 
 
-def _maybe_sweep(study: Study, now: datetime) -> None:
+def maybe_sweep(study: Study, now: datetime) -> None:
+    """Expire the study's stale leases, at most every SWEEP_INTERVAL_SECONDS per process."""
     last = _last_sweep.get(study.pk, 0.0)
     if time.monotonic() - last >= SWEEP_INTERVAL_SECONDS:
         _last_sweep[study.pk] = time.monotonic()
@@ -252,7 +329,10 @@ def submit(token: str, rater: Rater, payload: RatingInput, *, now: datetime | No
     when the lease ran out (the comparison is back in the pool; the rater should take the next).
     """
     now = now or timezone.now()
-    rating = _submit(token, rater, payload, now)
+    if connection.vendor == "postgresql" and not payload.error_spans:
+        rating = _submit_pg(token, rater, payload, now)  # spans need the response text: ORM path
+    else:
+        rating = _submit(token, rater, payload, now)
     if rating is None:
         # Raised outside the transaction so that returning the lease to the pool is committed.
         raise LeaseExpired("Your time for this task ran out, so it went to someone else. Here is the next one.")
@@ -302,6 +382,19 @@ def _submit(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Ra
         quality.apply(rating, locked_rater, study)
         _copy_counters(locked_rater, rater)
     return rating
+
+
+def _submit_pg(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Rating | None:
+    done = retry_race(lambda: pg_hotpath.submit(token, rater.pk, now, payload))
+    if done.status is None:
+        raise AssignmentNotFound("This task is not yours or does not exist. Open the study link again.")
+    if done.status == SUBMITTED:
+        return Rating.objects.get(assignment_id=done.assignment_id)
+    if not done.stored:
+        return None  # expired (the statement returned it to the pool) or the rater is blocked
+    for name, value in done.rater_counters.items():
+        setattr(rater, name, value)
+    return loaded(Rating, **done.rating_row)
 
 
 def _stored_winner(assignment: Assignment, preference: str) -> str:

@@ -63,13 +63,24 @@ def cookie_name(slug: str) -> str:
     return f"evalsite_rater_{slug}"
 
 
+def rater_id_from_cookie(request: HttpRequest, slug: str) -> int | None:
+    """The rater id this browser's signed cookie for the study holds (no query), or ``None``.
+
+    The signature covers the cookie's name, which contains the slug; callers still check that the
+    rater belongs to the study (the JSON pair does it inside its one statement).
+    """
+    try:
+        return int(request.get_signed_cookie(cookie_name(slug), salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE))
+    except (KeyError, ValueError, signing.BadSignature):
+        return None
+
+
 def rater_from_cookie(request: HttpRequest, slug: str) -> Rater | None:
     """The rater this browser entered the study as (with its study loaded, one query), or ``None``."""
-    try:
-        rater_id = request.get_signed_cookie(cookie_name(slug), salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE)
-    except (KeyError, signing.BadSignature):
+    rater_id = rater_id_from_cookie(request, slug)
+    if rater_id is None:
         return None
-    return Rater.objects.select_related("study").filter(pk=int(rater_id), study__slug=slug).first()
+    return Rater.objects.select_related("study").filter(pk=rater_id, study__slug=slug).first()
 
 
 def set_rater_cookie(request: HttpRequest, response: HttpResponse, study: Study, rater: Rater) -> None:

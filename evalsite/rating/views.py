@@ -22,8 +22,9 @@ from evalsite.studies.models import Comparison, Study
 
 from . import assignment as engine
 from .forms import RatingFormError, parse_rating
-from .identity import enter, parse_entry, rater_from_cookie, set_rater_cookie
+from .identity import enter, parse_entry, rater_from_cookie, rater_id_from_cookie, set_rater_cookie
 from .models import Assignment, Rater
+from .next_task import next_task, rating_form
 from .rendering import display_text, render_markdown
 
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete"
@@ -193,32 +194,47 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "rating/done.html", context)
 
 
-# --- JSON pair (same engine; used by the benchmark and by scripted clients) -------------------
+# --- JSON pair (same engine; the hot path for page scripts, scripted clients and the benchmark) ---
+# No session, user or template work: the rater comes from the signed cookie, and on PostgreSQL
+# each call is one SQL statement (see next_task.py and pg_hotpath.py). The submit is still
+# CSRF-checked by the middleware (X-CSRFToken header against the csrftoken cookie).
+
+_NO_RATER = {"error": "Open the study link first."}
 
 
 @xframe_options_exempt
-@ensure_csrf_cookie
 @require_GET
 def api_next(request: HttpRequest, slug: str) -> JsonResponse:
-    study, rater = _current_rater(request, slug)
-    if rater is None:
-        return JsonResponse({"error": "Open the study link first."}, status=403)
-    if study.status != Study.Status.LIVE:
+    """The rater's current or next task as JSON (HTML already sanitized), or ``done``."""
+    rater_id = rater_id_from_cookie(request, slug)
+    if rater_id is None:
+        return JsonResponse(_NO_RATER, status=403)
+    found = next_task(rater_id, slug)
+    if found.state == "no_rater":
+        return JsonResponse(_NO_RATER, status=403)
+    if found.state == "not_live":
         return JsonResponse({"error": "This study is not running right now.", "done": True}, status=409)
-    leased = engine.lease_next(rater, study)
-    if leased is None:
+    if found.state == "not_consented":
+        return JsonResponse({"error": "Please read and accept the consent form first."}, status=403)
+    if found.state == "done":
         return JsonResponse({"done": True, "done_url": reverse("rating:done", kwargs={"slug": slug})})
-    c = _leased_context(study, rater, leased)
+    leased = found.assignment
+    comparison = leased.comparison
+    left, right = (
+        (comparison.response_a, comparison.response_b)
+        if leased.left_side == "A"
+        else (comparison.response_b, comparison.response_a)
+    )
     return JsonResponse(
         {
             "done": False,
             "token": leased.token,
             "submit_url": reverse("rating:api_submit", kwargs={"slug": slug, "token": leased.token}),
-            "number": c["number"],
-            "total": c["total"],
-            "prompt_html": c["prompt_html"],
-            "left": {"html": c["left"]["html"], "text": c["left"]["text"]},
-            "right": {"html": c["right"]["html"], "text": c["right"]["text"]},
+            "number": found.number,
+            "total": found.total,
+            "prompt_html": render_markdown(comparison.prompt.text),
+            "left": _side(left),
+            "right": _side(right),
         }
     )
 
@@ -226,14 +242,18 @@ def api_next(request: HttpRequest, slug: str) -> JsonResponse:
 @xframe_options_exempt
 @require_POST
 def api_submit(request: HttpRequest, slug: str, token: str) -> JsonResponse:
-    study, rater = _current_rater(request, slug)
-    if rater is None:
-        return JsonResponse({"error": "Open the study link first."}, status=403)
+    """Store a rating sent as JSON (idempotent per token); the page then asks for the next task."""
+    rater_id = rater_id_from_cookie(request, slug)
+    form = rating_form(slug) if rater_id is not None else None
+    if form is None:
+        return JsonResponse(_NO_RATER, status=403)
     try:
         data = json.loads(request.body or b"{}")
         if not isinstance(data, dict):
             raise RatingFormError("Send a JSON object.")
-        rating = engine.submit(token, rater, parse_rating(data, study.rating_form))
+        # The engine touches only this rater's lease (token and rater id must both match).
+        rater = engine.loaded(Rater, id=rater_id)
+        rating = engine.submit(token, rater, parse_rating(data, form))
     except json.JSONDecodeError:
         return JsonResponse({"error": "The body is not valid JSON."}, status=400)
     except engine.LeaseExpired as exc:
@@ -249,7 +269,12 @@ def api_submit(request: HttpRequest, slug: str, token: str) -> JsonResponse:
 
 
 def _leased_context(study: Study, rater: Rater, leased: Assignment) -> dict:
-    comparison = Comparison.objects.select_related("prompt", "response_a", "response_b").get(pk=leased.comparison_id)
+    if Assignment.comparison.is_cached(leased):  # the PostgreSQL lease brings the texts along
+        comparison = leased.comparison
+    else:
+        comparison = Comparison.objects.select_related("prompt", "response_a", "response_b").get(
+            pk=leased.comparison_id
+        )
     context = _task_context(study, comparison, leased.left_side, number=rater.tasks_submitted + 1)
     context["token"] = leased.token
     context["expires_at"] = leased.expires_at

@@ -44,6 +44,7 @@ def test_sections_present(report):
         "bradley_terry_position",
         "style",
         "factuality",
+        "factuality_exact",
         "crowd_vs_expert",
         "agreement",
         "rater_quality",

@@ -46,3 +46,36 @@ def test_judgments_need_both_orders(rated_study):
     JudgeVerdict.objects.create(comparison=second, judge=judge, order="AB", verdict="A")
     table = load_judgments(rated_study)
     assert table.to_dict("records") == [{"comparison_id": str(first.pk), "verdict_ab": "A", "verdict_ba": "B"}]
+
+
+def test_attention_checks_are_marked_and_their_answers_left_out(rated_study):
+    from django.utils import timezone
+
+    from evalsite.rating.attention import build_attention_checks
+    from evalsite.rating.models import Assignment, Rating
+
+    check = build_attention_checks(rated_study, limit=1, seed=0)[0]
+    rater = rated_study.raters.get(pseudonym="c1")
+    now = timezone.now()
+    assignment = Assignment.objects.create(
+        rater=rater,
+        comparison=check,
+        token="att",
+        left_side="A",
+        status="submitted",
+        leased_at=now,
+        expires_at=now,
+        submitted_at=now,
+    )
+    wrong = "B" if check.expected_winner == "A" else "A"
+    Rating.objects.create(
+        assignment=assignment, study=rated_study, comparison=check, rater=rater, winner=wrong, server_seconds=3.0
+    )
+    ratings, responses = load_frames(rated_study)
+    assert "attention" not in set(responses["role"])
+    row = ratings[ratings["is_attention_check"]].iloc[0]
+    assert row["expected_winner"] == check.expected_winner and row["text_a"] and row["text_b"]
+    report = build_report(ratings, responses, n_boot=0)
+    assert report["excluded"]["attention_checks"] == 1
+    quality = {q["rater_id"]: q for q in report["rater_quality"]}
+    assert quality[str(rater.pk)]["attention_pass_rate"] == 0.0

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from evalsite.dashboard.models import StudyReport
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.dashboard.urls")]
+pytestmark = [pytest.mark.django_db]
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +38,14 @@ def test_report_page_computes_and_caches(client, staff_user, rated_study):
     assert report.status == "done" and report.n_ratings == 32 and report.computed_at is not None
     # The second visit reads the cache instead of recomputing.
     computed_at = report.computed_at
-    client.get(reverse("dashboard:report", args=[rated_study.slug]))
+    again = client.get(reverse("dashboard:report", args=[rated_study.slug])).content.decode()
     assert StudyReport.objects.get(pk=report.pk).computed_at == computed_at
+    assert 'id="stale"' not in again
+    # New ratings make the cached report stale, and the page says so.
+    from evalsite.rating.models import Rating
+
+    Rating.objects.filter(study=rated_study).first().delete()
+    assert 'id="stale"' in client.get(reverse("dashboard:report", args=[rated_study.slug])).content.decode()
 
 
 def test_recompute_and_downloads(client, staff_user, rated_study):

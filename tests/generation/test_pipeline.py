@@ -1,6 +1,7 @@
 """run_job / start_generation against the database: upserts, progress, failures, study status."""
 
 import json
+import uuid
 
 import pytest
 from django.core.management import call_command
@@ -158,10 +159,12 @@ def test_cancelled_job_stops_between_batches(make_gen_study, tiny_model_dir):
 def test_management_command_sync(make_gen_study, tiny_model_dir, tmp_path, capsys):
     answers = tmp_path / "a.jsonl"
     answers.write_text("\n".join(json.dumps({"id": f"p{i}", "response": "x"}) for i in range(len(PROMPTS))))
-    study = make_gen_study([
-        hf_model(tiny_model_dir),
-        {"alias": "teacher", "role": "teacher", "backend": "imported", "model_path": str(answers)},
-    ])
+    study = make_gen_study(
+        [
+            hf_model(tiny_model_dir),
+            {"alias": "teacher", "role": "teacher", "backend": "imported", "model_path": str(answers)},
+        ]
+    )
     call_command("generate", study.slug, "--model", "teacher", "--sync")
     assert set(Response.objects.values_list("model__alias", flat=True)) == {"teacher"}
     call_command("generate", str(study.pk), "--sync")
@@ -170,3 +173,43 @@ def test_management_command_sync(make_gen_study, tiny_model_dir, tmp_path, capsy
     assert "imitation: done" in out.out
     study.refresh_from_db()
     assert study.status == Study.Status.READY
+
+
+def queued_messages(queue: str) -> int:
+    """Messages waiting in ``queue`` on the real broker (whatever CELERY_BROKER_URL names)."""
+    from evalsite.celery import app
+
+    with app.connection_for_write() as conn:
+        try:
+            return conn.default_channel.queue_declare(queue, passive=True).message_count
+        except conn.channel_errors:
+            return 0
+
+
+def test_active_job_is_reused_and_a_stale_one_requeued(
+    make_gen_study, tiny_model_dir, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from evalsite.celery import app
+
+    queue = f"test-stale-{uuid.uuid4().hex[:10]}"  # no worker listens here
+    study = make_gen_study([hf_model(tiny_model_dir)])
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            (job,) = start_generation(study, queue=queue)
+        assert queued_messages(queue) == 1
+        with django_capture_on_commit_callbacks(execute=True):
+            again = start_generation(study, queue=queue)
+        assert [j.pk for j in again] == [job.pk]
+        assert queued_messages(queue) == 1  # active and fresh: not sent twice
+        GenerationJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(hours=2))
+        with django_capture_on_commit_callbacks(execute=True):
+            start_generation(study, queue=queue)
+        assert queued_messages(queue) == 2  # silent for hours: its message is presumed lost
+        assert GenerationJob.objects.count() == 1
+    finally:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)

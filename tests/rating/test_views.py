@@ -225,10 +225,11 @@ def test_hot_path_query_budget(client, live_study, monkeypatch):
         client.post(submit_url, {"preference": "tie"}, content_type="application/json")
     with CaptureQueriesContext(connection) as next_q:
         client.get(f"/r/{study.slug}/api/next/")
-    # next: study, rater, lock rater, live lease, pick, counter, insert, page data (+ savepoints)
-    print("queries: next", len(next_q.captured_queries), "submit", len(submit_q.captured_queries))
-    assert len(next_q.captured_queries) <= 9, [q["sql"] for q in next_q.captured_queries]
-    assert len(submit_q.captured_queries) <= 9, [q["sql"] for q in submit_q.captured_queries]
+    # PostgreSQL: one statement each, plus the savepoint pair the test's transaction adds
+    # (test_hot_path.py measures them outside a transaction); the SQLite demo's ORM path takes more.
+    budget = 3 if connection.vendor == "postgresql" else 12
+    assert len(next_q.captured_queries) <= budget, [q["sql"] for q in next_q.captured_queries]
+    assert len(submit_q.captured_queries) <= budget, [q["sql"] for q in submit_q.captured_queries]
 
 
 def test_expired_lease_offers_the_next_task(client, live_study):
