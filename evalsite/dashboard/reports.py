@@ -6,6 +6,7 @@ transaction, so readers see the old report or the new one, never half of each.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -38,7 +39,8 @@ class ReportOptions:
 
     @property
     def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        # A digest: fits the indexed column whatever options are added later.
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
     @classmethod
     def from_query(cls, query) -> ReportOptions:
