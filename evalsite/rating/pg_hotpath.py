@@ -36,6 +36,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
 from django.db import connection
 
 SLOW = "slow"  # the caller should take the ORM path
@@ -54,30 +55,35 @@ r AS MATERIALIZED (
     FOR UPDATE OF r
 )"""
 
-# One branch of the pick: the least-rated eligible comparison of one kind, locked. ``{window}``
-# restricts the sort to the PICK_WINDOW least-rated eligible ones (an index range on
-# comparison_pool_idx); the unwindowed branch after it only runs when the window is all locked.
-_PICK_BRANCH = """SELECT * FROM (
+# One branch of the pick: the least-rated eligible comparison of one kind, locked. The windowed
+# branch first takes the ids of the PICK_WINDOW least-rated eligible ones (an index range on
+# comparison_pool_idx) and sorts only those; the branch after it sorts the whole study and only
+# runs when everything in the window is locked by other raters. The bound is repeated on the
+# locked row because PostgreSQL re-checks it on the row's newest version (k is never exceeded).
+_ELIGIBLE = """c.study_id = (SELECT study_id FROM r) AND c.is_attention_check = {attention}
+      AND c.n_submitted + c.n_live < {bound}"""
+_NOT_SEEN = "NOT EXISTS (SELECT 1 FROM rating_assignment a WHERE a.rater_id = %(rater)s AND a.comparison_id = c.id)"
+_PICK_ALL = """SELECT * FROM (
     SELECT c.id FROM studies_comparison c
-    WHERE c.study_id = (SELECT study_id FROM r) AND c.is_attention_check = {attention}
-      AND c.n_submitted + c.n_live < {bound}
-      AND NOT EXISTS (SELECT 1 FROM rating_assignment a WHERE a.rater_id = %(rater)s AND a.comparison_id = c.id)
-      {window}
+    WHERE {eligible} AND {not_seen}
     ORDER BY c.n_submitted, c.n_live, random()
     LIMIT 1 FOR UPDATE OF c SKIP LOCKED) {alias}"""
-_WINDOW = """AND c.id IN (
-        SELECT w.id FROM studies_comparison w
-        WHERE w.study_id = (SELECT study_id FROM r) AND w.is_attention_check = {attention}
-          AND w.n_submitted + w.n_live < {bound}
-          AND NOT EXISTS (SELECT 1 FROM rating_assignment a WHERE a.rater_id = %(rater)s AND a.comparison_id = w.id)
-        ORDER BY w.n_submitted LIMIT %(window)s)"""
+_PICK_WINDOW = """SELECT * FROM (
+    SELECT c.id FROM (
+        SELECT c.id FROM studies_comparison c
+        WHERE {eligible} AND {not_seen}
+        ORDER BY c.n_submitted LIMIT %(window)s) w
+    JOIN studies_comparison c ON c.id = w.id
+    WHERE {eligible}
+    ORDER BY c.n_submitted, c.n_live, random()
+    LIMIT 1 FOR UPDATE OF c SKIP LOCKED) {alias}"""
 
 
 def _branch(alias: str, attention: bool, windowed: bool) -> str:
     bound = str(_NO_BOUND) if attention else "(SELECT redundancy FROM r)"
-    flag = "TRUE" if attention else "FALSE"
-    window = _WINDOW.format(attention=flag, bound=bound) if windowed else ""
-    return _PICK_BRANCH.format(attention=flag, bound=bound, window=window, alias=alias)
+    eligible = _ELIGIBLE.format(attention="TRUE" if attention else "FALSE", bound=bound)
+    template = _PICK_WINDOW if windowed else _PICK_ALL
+    return template.format(eligible=eligible, not_seen=_NOT_SEEN, alias=alias)
 
 
 _LEASE_SQL = (
@@ -130,6 +136,19 @@ LEFT JOIN studies_response ra ON ra.id = c.response_a_id
 LEFT JOIN studies_response rb ON rb.id = c.response_b_id
 """
 )
+
+
+def _cursor():
+    """A Django cursor over a psycopg *server-side binding* cursor, so these statements get prepared.
+
+    Django's default psycopg cursor binds on the client and cannot prepare; planning the lease
+    statement costs several times more than running it. psycopg prepares a statement on a
+    connection after ``prepare_threshold`` (5) executions; persistent connections (CONN_MAX_AGE)
+    keep the prepared plans. The Django wrapper keeps query logging and execute wrappers working.
+    """
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 
 @dataclass
@@ -185,7 +204,7 @@ def lease(
         "window": window,
         "require_consent": require_consent,
     }
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_LEASE_SQL.replace("{study_filter}", study_filter), params)
         row = cursor.fetchone()
     if row is None:
@@ -341,7 +360,7 @@ def submit(token: str, rater_id: int, now: datetime, payload) -> Submitted:
         "rationale": payload.rationale,
         "client_seconds": payload.client_seconds,
     }
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_SUBMIT_SQL, params)
         row = cursor.fetchone()
         names = [col.name for col in cursor.description]

@@ -139,7 +139,7 @@ class StudyAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("title",)}
     readonly_fields = ("status", "prompt_summary", "created_at", "updated_at")
     inlines = (LanguageModelInline, GenerationJobInline)
-    actions = ("generate_responses", "build_comparisons_action", "launch", "pause", "close")
+    actions = ("generate_responses", "build_comparisons_action", "launch", "pause", "close", "ask_judge")
     change_form_template = "admin/studies/study/change_form.html"
     fieldsets = (
         (
@@ -275,6 +275,23 @@ class StudyAdmin(admin.ModelAdmin):
     def close(self, request: HttpRequest, queryset) -> None:
         for study in queryset:
             self._transition(request, study, Study.Status.CLOSED, "is closed")
+
+    @admin.action(description="Ask the LLM judge (models with role 'judge')")
+    def ask_judge(self, request: HttpRequest, queryset) -> None:
+        # Imported here: the web process must not load generation backends to serve the admin.
+        from workers.generation import queue_for
+        from workers.tasks import judge_study
+
+        for study in queryset:
+            judges = list(study.models.filter(role=LanguageModel.Role.JUDGE))
+            if not judges:
+                message = f"{study.slug} has no model with the role 'judge': add one (any backend) first."
+                self.message_user(request, message, messages.ERROR)
+                continue
+            for judge in judges:
+                judge_study.apply_async((study.pk, judge.pk), queue=queue_for(judge))
+            names = ", ".join(j.alias for j in judges)
+            self.message_user(request, f"{study.slug}: {names} will judge every comparison in both orders.")
 
     def _transition(self, request: HttpRequest, study: Study, target: str, done: str) -> None:
         try:

@@ -49,10 +49,21 @@ def transition(study: Study, target: str) -> Study:
     with transaction.atomic():
         locked = Study.objects.select_for_update().get(pk=study.pk)
         check_transition(locked, target)
+        if target == S.LIVE:
+            _ensure_attention_checks(locked)
         locked.status = target
         locked.save(update_fields=["status", "updated_at"])
     study.status = target
     return study
+
+
+def _ensure_attention_checks(study: Study) -> None:
+    """Going live mixes in attention checks when the study asks for them and has none yet."""
+    if study.attention_check_rate > 0 and not study.comparisons.filter(is_attention_check=True).exists():
+        # Imported here: the rating app builds on studies, not the other way round.
+        from evalsite.rating.attention import build_attention_checks
+
+        build_attention_checks(study)
 
 
 def prompts_editable(study: Study) -> bool:
@@ -61,12 +72,6 @@ def prompts_editable(study: Study) -> bool:
 
 
 def launch(study: Study) -> Study:
-    """Go live; first mix in attention checks if the study asks for them and has none yet."""
-    if study.attention_check_rate > 0 and not study.comparisons.filter(is_attention_check=True).exists():
-        # Imported here: the rating app builds on studies, not the other way round.
-        from evalsite.rating.attention import build_attention_checks
-
-        build_attention_checks(study)
     return transition(study, S.LIVE)
 
 

@@ -72,7 +72,7 @@ class Study(models.Model):
 
 class RealModelManager(models.Manager):
     def get_queryset(self) -> models.QuerySet:
-        return super().get_queryset().exclude(role="attention")
+        return super().get_queryset().exclude(role__in=["attention", "judge"])
 
 
 class LanguageModel(models.Model):
@@ -83,6 +83,8 @@ class LanguageModel(models.Model):
         OTHER = "other", "Other"
         # Owns the deliberately wrong answers of attention checks; never paired, generated or ranked.
         ATTENTION = "attention", "Attention check (hidden)"
+        # An LLM judge: compares pairs (workers.judge), is not itself compared or generated.
+        JUDGE = "judge", "LLM judge"
 
     class Backend(models.TextChoices):
         VLLM = "vllm", "vLLM (GPU or CPU)"
@@ -111,7 +113,7 @@ class LanguageModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = models.Manager()
-    real = RealModelManager()  # the models a study compares (attention-check owner excluded)
+    real = RealModelManager()  # the models a study compares (attention-check owner and judges excluded)
 
     class Meta:
         ordering = ["study", "role", "alias"]

@@ -8,7 +8,7 @@ import pytest
 
 from evalsite.analysis.judge import combine_orders
 from evalsite.dashboard.models import JudgeVerdict
-from evalsite.studies.models import LanguageModel
+from evalsite.studies.models import LanguageModel, Response
 from evalsite.studies.pairing import build_comparisons
 from workers.backends.base import clear_backend_cache
 from workers.judge import parse_verdict, run_judge
@@ -90,3 +90,21 @@ def test_judge_asks_both_orders_and_combines(make_study, judge_endpoint, biased)
     # Re-running asks nothing again.
     assert run_judge(study.pk, judge.pk) == 0
     assert JudgeVerdict.objects.filter(judge=judge).count() == 6
+
+
+@pytest.mark.django_db
+def test_judge_role_is_not_compared_and_admin_action_queues_it(make_study, client, staff_user):
+    study = make_study(slug="judged", n_prompts=2)
+    judge = LanguageModel.objects.create(study=study, alias="judge", role="judge", backend="openai",
+                                         model_path="m", engine_options={"api_base": "http://127.0.0.1:9/v1"})
+    for prompt in study.prompts.all():  # even with answers of its own, a judge is not a contestant
+        Response.objects.create(prompt=prompt, model=judge, text="judge output")
+    # Judges are never paired with the models they judge.
+    assert build_comparisons(study) == 2
+    assert not study.comparisons.filter(response_b__model__role="judge").exists()
+
+    client.force_login(staff_user)
+    other = make_study(slug="nojudge", n_prompts=1)
+    response = client.post("/admin/studies/study/", {"action": "ask_judge", "_selected_action": [other.pk]},
+                           follow=True)
+    assert "has no model with the role" in response.content.decode()
