@@ -65,6 +65,12 @@ def prepare(env: dict[str, str], data_dir: Path) -> str:
     user.set_password(password)  # keep the database and the file in agreement
     user.save()
     call_command("seed_demo", owner=ADMIN_USER)
+    from evalsite.rating.models import Rating
+
+    if not Rating.objects.filter(study__slug="demo").exists():
+        # Simulated crowd and expert raters (through the real lease engine) give the report
+        # page data to show at once; slots remain for real raters.
+        call_command("simulate_ratings", "demo", crowd=9, experts=3)
     connections.close_all()  # the children write to the same SQLite file
     return password
 

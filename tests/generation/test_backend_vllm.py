@@ -93,3 +93,18 @@ def test_openai_backend_against_a_real_vllm_server(vllm_server, hf_results):
     # The server rejects an over-long prompt with a 400: that prompt fails, the backend goes on.
     (too_long,) = backend.generate([ChatPrompt("word " * 400)], GREEDY)
     assert too_long.error.startswith("HTTP 400")
+
+
+@pytest.mark.django_db
+def test_engine_out_of_memory_fails_the_job_with_a_clear_message(make_gen_study, vllm_model, monkeypatch):
+    # A context far beyond the 1 GiB KV cache: vLLM refuses to start, as on a GPU that is too small.
+    monkeypatch.setenv("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "1")
+    options = {**VLLM_OPTIONS, "max_model_len": 2_000_000}
+    study = make_gen_study([
+        {"alias": "too-big", "backend": "vllm", "model_path": vllm_model.model_path, "engine_options": options}
+    ])
+    (job,) = start_generation(study, enqueue=False)
+    job = run_job(job.pk)
+    assert job.status == GenerationJob.Status.FAILED
+    assert job.last_error.startswith("vLLM could not fit") and "lower max_model_len" in job.last_error
+    assert not Response.objects.exists()

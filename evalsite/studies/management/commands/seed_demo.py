@@ -59,6 +59,8 @@ def seed_demo(owner=None) -> Study:
                 "completion_code": "EVALSITE-DEMO",
                 "owner": owner,
                 "tasks_per_rater": 10,
+                # Room for the simulated raters scripts/demo.py adds and for real visitors.
+                "redundancy": 5,
             },
         )
         models = {}
