@@ -1,14 +1,17 @@
 """Rater-loop benchmark: N simulated raters doing next → submit against gunicorn + PostgreSQL.
 
 Creates (drops and recreates) its own database, migrates and seeds it, starts gunicorn on a free
-port, runs the raters for a fixed time with asyncio + httpx, prints cycles/s and latency
-percentiles, then checks the database for collisions (a comparison over k, a rater who got a
+port, lets every rater enter and consent through the HTML pages (httpx), then runs the raters for
+a fixed time on raw asyncio streams (uvloop when installed; a cheap load generator matters when it
+shares the cores with the server), prints cycles/s, latency percentiles and the CPU each side
+spent per cycle, then checks the database for collisions (a comparison over k, a rater who got a
 comparison twice, counters that disagree with the rows). Exit status 1 on a collision.
 
     .venv/bin/python benchmarks/rater_loop.py --raters 100 --seconds 20
 
 The pages use the same engine as the JSON pair used here (``/r/<slug>/api/next/`` and
-``/r/<slug>/api/submit/<token>/``); the JSON pair only skips the HTML templates.
+``/r/<slug>/api/submit/<token>/``); the JSON pair skips the HTML templates and, on PostgreSQL,
+is one SQL statement per call. Each submit sends the CSRF header, as the page's script would.
 """
 
 from __future__ import annotations
@@ -130,20 +133,26 @@ class RawHTTP:
             self.reader = self.writer = None
 
 
-async def rater(i: int, base: str, deadline: float, cycles: list, latencies: list, errors: list) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
-        r = await client.get(f"/r/{SLUG}/?PROLIFIC_PID=bench-{i}&STUDY_ID=s&SESSION_ID=x", follow_redirects=True)
-        csrf = client.cookies.get("csrftoken")
-        r = await client.post(f"/r/{SLUG}/consent/", data={"agree": "yes", "csrfmiddlewaretoken": csrf})
-        if r.status_code != 302:
-            errors.append(f"consent {r.status_code}")
-            return
-        cookies = dict(client.cookies.items())
+async def rater(i: int, base: str, run: dict, cycles: list, latencies: list, errors: list) -> None:
+    """Enter and consent (full pages), wait until every rater has, then cycle until the deadline."""
+    cookies, csrf = None, ""
+    try:
+        cookies, csrf = await enter(i, base)
+    except httpx.HTTPError as exc:
+        errors.append(f"entry {exc!r}")
+    finally:
+        run["entered"] += 1
+        if run["entered"] == run["raters"]:
+            run["go"].set()
+    if cookies is None:
+        errors.append(f"no entry for rater {i}")
+        return
+    await run["go"].wait()
     url = httpx.URL(base)
     http = RawHTTP(url.host, url.port, cookies)
     headers = f"X-CSRFToken: {csrf}\r\nContent-Type: application/json\r\n"
     try:
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < run["deadline"]:
             try:
                 if not await cycle(http, headers, cycles, latencies, errors):
                     return
@@ -153,6 +162,17 @@ async def rater(i: int, base: str, deadline: float, cycles: list, latencies: lis
                 await asyncio.sleep(0.1)
     finally:
         await http.close()
+
+
+async def enter(i: int, base: str) -> tuple[dict | None, str]:
+    """A rater's entry link and consent through the HTML pages; its cookies and CSRF token."""
+    async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
+        r = await client.get(f"/r/{SLUG}/?PROLIFIC_PID=bench-{i}&STUDY_ID=s&SESSION_ID=x", follow_redirects=True)
+        csrf = client.cookies.get("csrftoken")
+        r = await client.post(f"/r/{SLUG}/consent/", data={"agree": "yes", "csrfmiddlewaretoken": csrf})
+        if r.status_code != 302:
+            return None, ""
+        return dict(client.cookies.items()), csrf
 
 
 async def cycle(http: RawHTTP, headers: str, cycles: list, latencies: list, errors: list) -> bool:
@@ -208,10 +228,11 @@ async def run_raters(n: int, base: str, seconds: float, warmup: float, pids_of) 
     cycles: list[float] = []
     latencies: list[float] = []
     errors: list[str] = []
-    start = time.perf_counter()
-    deadline = start + warmup + seconds
-    tasks = [asyncio.create_task(rater(i, base, deadline, cycles, latencies, errors)) for i in range(n)]
-    await asyncio.sleep(warmup)  # entries, consent, connection set-up are not the steady state
+    run = {"raters": n, "entered": 0, "go": asyncio.Event(), "deadline": float("inf")}
+    tasks = [asyncio.create_task(rater(i, base, run, cycles, latencies, errors)) for i in range(n)]
+    await run["go"].wait()  # entries and consent use the HTML pages: not the steady state
+    await asyncio.sleep(warmup)  # connections, prepared statements, caches
+    run["deadline"] = time.perf_counter() + seconds
     pids = pids_of()
     cpu0 = {k: cpu_seconds(v) for k, v in pids.items()}
     client0 = time.process_time()
@@ -221,6 +242,7 @@ async def run_raters(n: int, base: str, seconds: float, warmup: float, pids_of) 
     elapsed = time.perf_counter() - t0
     cpu = {k: cpu_seconds(v) - cpu0[k] for k, v in pids.items()}
     cpu["client"] = time.process_time() - client0
+    cpu["backends"] = len(pids["db"])
     return {
         "cycles": cycles[n0:],
         "latencies": latencies[l0:],
@@ -274,8 +296,8 @@ def main() -> int:
     ap.add_argument("--raters", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=3.0)
-    ap.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    ap.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    ap.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (one per core)")
+    ap.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (gthread, keep-alive)")
     ap.add_argument("--prompts", type=int, default=3000, help="comparisons to seed")
     ap.add_argument("--redundancy", type=int, default=10)
     ap.add_argument("--server", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"))
@@ -328,7 +350,7 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
             try:
-                httpx.get(f"{base}/r/{SLUG}/api/next/", timeout=1.0)
+                httpx.get(f"{base}/r/{SLUG}/consent/", timeout=1.0)  # no cookie: a redirect, nothing logged
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
@@ -367,11 +389,12 @@ def main() -> int:
         print(f"request latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}")
         print(f"cycle latency ms:   p50 {c50:.1f}  p95 {c95:.1f}  p99 {c99:.1f}")
     if cycles:
+        backends = result["cpu"].pop("backends")
         per = {k: 1000 * v / len(cycles) for k, v in result["cpu"].items()}
         total = per["web"] + per["db"]
         load = os.getloadavg()[0]
         print(
-            f"CPU ms per cycle: web {per['web']:.1f}  postgres {per['db']:.1f}"
+            f"CPU ms per cycle: web {per['web']:.1f}  postgres {per['db']:.1f} ({backends} backends)"
             f"  load generator {per['client']:.1f}"
             f"  (1-min load average at the end {load:.1f} on {os.cpu_count()} CPUs)"
         )

@@ -6,6 +6,7 @@ request time so the API keeps working, and says clearly what is missing, while t
 """
 
 import importlib
+import math
 from typing import Any
 
 from evalsite.studies.models import Study
@@ -57,24 +58,41 @@ def _computed(study: Study) -> dict[str, Any] | None:
     if build is None or load is None:
         return None
     ratings_df, responses_df = load(study)
-    return {"study": study.slug, "source": "computed", "report": build(ratings_df, responses_df)}
+    return {"study": study.slug, "source": "computed", "report": _plain_json(build(ratings_df, responses_df))}
 
 
-def study_report(study: Study) -> dict[str, Any]:
-    """The latest cached report of ``study``, else one computed now; see the exceptions."""
+def _plain_json(value):
+    """Strict JSON: NaN and infinities (undefined statistics of tiny groups) become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_json(v) for v in value]
+    return value
+
+
+def study_report(study: Study, compute: bool = False) -> dict[str, Any]:
+    """The latest cached report of ``study``; with ``compute``, one built now if none is cached.
+
+    Computing runs the whole analysis (bootstraps included) inside the request, so it is only
+    done when asked for; the dashboard computes reports in the background.
+    """
     cached = _cached(study)
     if cached:
         return cached
-    try:
-        computed = _computed(study)
-    except ValueError as exc:  # the analysis rejects the data (e.g. no ratings yet); say why
-        raise NoReportYet(f"Study {study.slug!r} cannot be analysed yet: {exc}") from exc
+    computed = None
+    if compute or cached is None:
+        try:
+            computed = _computed(study)
+        except ValueError as exc:  # the analysis rejects the data (e.g. no ratings yet); say why
+            raise NoReportYet(f"Study {study.slug!r} cannot be analysed yet: {exc}") from exc
     if computed is not None:
         return computed
     if cached == {}:
         raise NoReportYet(
-            f"Study {study.slug!r} has no computed report yet: open its report page in the dashboard "
-            "to compute one, then retry."
+            f"Study {study.slug!r} has no computed report yet: open its report page in the dashboard, "
+            "or call this endpoint with ?compute=true to compute one now."
         )
     raise AnalysisUnavailable(
         "The analysis is not installed in this deployment (evalsite.analysis.report / "

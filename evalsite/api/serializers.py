@@ -83,6 +83,12 @@ class StudySerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created_at", "updated_at"]
 
+    def validate_slug(self, value: str) -> str:
+        # Rater links and pseudonyms are derived from the slug; renaming would split raters.
+        if self.instance is not None and value != self.instance.slug:
+            raise serializers.ValidationError("A study's slug cannot change once it is created.")
+        return value
+
     def validate_rating_form(self, value):
         if not isinstance(value, dict):
             raise serializers.ValidationError('rating_form must be a JSON object, e.g. {"strength": true}.')

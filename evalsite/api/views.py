@@ -12,7 +12,13 @@ import json
 
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import serializers, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -138,6 +144,13 @@ class StudyViewSet(viewsets.ModelViewSet):
             raise Conflict(str(exc)) from exc
         return APIResponse({"status": study.status, "detail": f"Study {study.slug!r} is now {study.status}."})
 
+    @extend_schema(
+        request=None, responses=_ACTION_RESPONSE, summary="Mark the study ready (e.g. after importing answers)"
+    )
+    @action(detail=True, methods=["post"])
+    def ready(self, request, slug=None):
+        return self._transition(lambda study: lifecycle.transition(study, Study.Status.READY))
+
     @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Open the study to raters (ready → live)")
     @action(detail=True, methods=["post"])
     def launch(self, request, slug=None):
@@ -212,7 +225,8 @@ class StudyViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         request=None,
-        summary="The study's analysis report (cached, else computed if available)",
+        summary="The study's analysis report (the cached one; ?compute=true builds one if none is cached)",
+        parameters=[OpenApiParameter("compute", OpenApiTypes.BOOL, description="Compute now if none is cached.")],
         responses={
             200: OpenApiTypes.OBJECT,
             404: OpenApiResponse(description="No report yet."),
@@ -223,7 +237,8 @@ class StudyViewSet(viewsets.ModelViewSet):
     def analysis(self, request, slug=None):
         study = self.get_object()
         try:
-            return APIResponse(analysis.study_report(study))
+            compute = request.query_params.get("compute", "").lower() in {"1", "true", "yes"}
+            return APIResponse(analysis.study_report(study, compute=compute))
         except analysis.NoReportYet as exc:
             return APIResponse({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         except analysis.AnalysisUnavailable as exc:

@@ -154,3 +154,14 @@ def client_for(cast, rated_study):
         return client
 
     return build
+
+
+@pytest.fixture
+def rate():
+    """``rate(study, comparison, rater_number, winner, **fields)``: a rater (made on first use) rates."""
+
+    def build(study: Study, comparison: Comparison, n: int, winner: str, **fields) -> Rating:
+        rater = Rater.objects.filter(study=study, pseudonym=f"ps{study.pk}x{n}").first() or make_rater(study, n)
+        return add_rating(study, comparison, rater, winner, **fields)
+
+    return build

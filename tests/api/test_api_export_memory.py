@@ -87,7 +87,12 @@ def test_200k_rating_export_stays_under_200_mb(django_user_model, export):
         env["PGPASSWORD"] = db["PASSWORD"]
     result = subprocess.run(
         [sys.executable, "-c", SERVE_EXPORT, token, export],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=540, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     stats = json.loads(result.stdout.strip().splitlines()[-1])

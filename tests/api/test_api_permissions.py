@@ -154,3 +154,29 @@ def test_token_endpoint(cast, rated_study):
 def test_session_auth_works_for_the_admin_login(client, cast, rated_study):
     client.force_login(cast["owner"])
     assert client.get(f"/api/v1/studies/{rated_study.slug}/ratings.csv").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("caller", "status"),
+    [("anonymous", 401), ("rater", 401), ("nonstaff", 403), ("other", 404), ("shared", 403)],
+)
+def test_only_the_owner_may_start_generation(client_for, rated_study, caller, status):
+    # Owner and superuser are left out here: a success would put real tasks on the broker.
+    response = client_for(caller).post(f"/api/v1/studies/{rated_study.slug}/generate/")
+    assert response.status_code == status
+    assert not rated_study.generation_jobs.exclude(status="done").exists()
+
+
+def test_slug_is_fixed_after_creation(client_for, rated_study):
+    response = client_for("owner").patch(f"/api/v1/studies/{rated_study.slug}/", {"slug": "renamed"}, format="json")
+    assert response.status_code == 400
+    assert "cannot change" in response.json()["slug"][0]
+
+
+def test_models_of_a_live_study_are_frozen(client_for, rated_study):
+    client = client_for("owner")
+    assert client.post(f"/api/v1/studies/{rated_study.slug}/launch/").status_code == 200
+    model = rated_study.models.get(role="imitation")
+    assert client.delete(f"/api/v1/models/{model.pk}/").status_code == 409
+    response = client.post("/api/v1/models/", {"study": rated_study.slug, "alias": "late"}, format="json")
+    assert response.status_code == 400 and "frozen" in str(response.json())

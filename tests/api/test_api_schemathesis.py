@@ -23,7 +23,7 @@ from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 
 # Answered with 503 on purpose while the analysis / generation parts are not installed.
-MAY_BE_UNAVAILABLE = {"GET /api/v1/studies/{slug}/analysis/", "POST /api/v1/studies/{slug}/generate/"}
+MAY_BE_UNAVAILABLE = {"GET /api/v1/studies/{slug}/analysis/"}
 MAX_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "12"))  # raise locally for a deeper run
 
 
@@ -35,7 +35,10 @@ def _load_schema():
 
 
 SCHEMA = _load_schema()
-OPERATIONS = {op.ok().label: op.ok() for op in SCHEMA.get_all_operations()}
+# generate would put real tasks on the shared broker for studies that vanish with the test's
+# transaction; its 4xx/5xx paths are covered by the permission matrix instead.
+NOT_FUZZED = {"POST /api/v1/studies/{slug}/generate/"}
+OPERATIONS = {op.ok().label: op.ok() for op in SCHEMA.get_all_operations() if op.ok().label not in NOT_FUZZED}
 
 
 @pytest.fixture

@@ -61,9 +61,7 @@ def start_worker(queue: str, name: str, log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def wait_for(
-    predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None
-):
+def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -151,3 +149,26 @@ def test_sigkill_mid_job_loses_nothing_and_duplicates_nothing(
         stop(first)
         if second is not None:
             stop(second)
+
+
+@pytest.mark.skipif(
+    not settings.CELERY_BROKER_URL.startswith("redis"), reason="needs CELERY_BROKER_URL=redis://… (make test sets it)"
+)
+def test_generate_command_follows_a_real_worker(transactional_db, make_gen_study, tiny_model_dir, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    study = make_gen_study([{"alias": "imitation", "backend": "hf", "model_path": str(tiny_model_dir)}], slug="cmd")
+    queue = f"test-generation-{uuid.uuid4().hex[:10]}"
+    log = tmp_path / "worker.log"
+    worker = start_worker(queue, f"cmd-{queue}", log)
+    try:
+        out, err = StringIO(), StringIO()
+        call_command("generate", "cmd", "--queue", queue, stdout=out, stderr=err)
+        assert "imitation: done (6/6, 0 failed)" in out.getvalue()
+        assert "Study cmd is ready." in out.getvalue()
+        assert "6/6" in err.getvalue()  # the tqdm bar
+        assert Response.objects.filter(model__study=study, error="").count() == 6
+    finally:
+        stop(worker)

@@ -1,4 +1,7 @@
-"""The JSON pair's hot path: one SQL statement per call on PostgreSQL, with every rule intact."""
+"""The JSON pair's hot path: one SQL statement per call on PostgreSQL, with every rule intact.
+
+The rules are checked on every database; the statement count and the races need PostgreSQL.
+"""
 
 import pytest
 from django.db import connection
@@ -9,7 +12,9 @@ from evalsite.rating.models import Assignment, Rater, Rating
 from evalsite.studies import lifecycle
 from evalsite.studies.models import Comparison
 
-pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement path is PostgreSQL's")
+needs_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the one-statement path and its row locks are PostgreSQL's"
+)
 
 
 def enter(client: Client, slug: str, pid: str, consent: bool = True) -> str:
@@ -45,6 +50,7 @@ class Statements:
         return self.sql
 
 
+@needs_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_next_and_submit_are_one_statement_each(live_study, monkeypatch):
     monkeypatch.setattr(assignment, "_last_sweep", {pk: 1e18 for pk in range(1, 10_000)})  # no sweep now
@@ -125,3 +131,58 @@ def test_blocked_rater_with_a_live_lease_loses_it(live_study):
     assert leased.status == "expired" and leased.comparison.n_live == 0
     r = client.post(task["submit_url"], {"preference": "tie"}, content_type="application/json")
     assert r.status_code == 409 and not Rating.objects.exists()
+
+
+@needs_postgresql
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_one_raters_tabs_racing_get_one_lease_and_one_rating_each(live_study, make_rater):
+    """Several tabs of one rater lease and submit at the same instant, over and over.
+
+    A statement's snapshot predates the rater lock it waits for, so a tab may miss the lease
+    another tab just inserted; the unique constraints turn that into a retry, never a second lease.
+    """
+    import threading
+
+    from django.db import connections
+
+    from evalsite.rating.assignment import RatingInput
+
+    study = live_study(slug="tabs", n_prompts=12, redundancy=2, tasks_per_rater=12)
+    rater = make_rater(study)
+    tabs, rounds = 4, 8
+    barrier = threading.Barrier(tabs)
+    errors: list[BaseException] = []
+    tokens: list[list[str]] = [[] for _ in range(tabs)]
+    ratings: list[list[int]] = [[] for _ in range(tabs)]
+
+    def tab(i: int) -> None:
+        try:
+            for _ in range(rounds):
+                barrier.wait()
+                leased = assignment.lease_next(Rater.objects.get(pk=rater.pk), study)
+                tokens[i].append(leased.token if leased else "")
+                barrier.wait()
+                if leased:
+                    rating = assignment.submit(leased.token, Rater.objects.get(pk=rater.pk), RatingInput("tie"))
+                    ratings[i].append(rating.pk)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=tab, args=(i,)) for i in range(tabs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and not any(t.is_alive() for t in threads)
+    for r in range(rounds):
+        assert len({tokens[i][r] for i in range(tabs)}) == 1  # every tab got the same lease
+        assert len({ratings[i][r] for i in range(tabs)}) == 1  # and the same, single rating
+    assert Rating.objects.filter(rater=rater).count() == rounds
+    assert Assignment.objects.filter(rater=rater).count() == rounds
+    rater.refresh_from_db()
+    assert rater.tasks_submitted == rounds
+    assert sum(Comparison.objects.filter(study=study).values_list("n_live", flat=True)) == 0

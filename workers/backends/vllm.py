@@ -20,6 +20,7 @@ from .base import (
     ChatPrompt,
     DecodingParams,
     GenerationBackend,
+    GenerationError,
     GenerationResult,
     ModelNotFound,
     OutOfMemory,
@@ -77,6 +78,12 @@ class VLLMBackend(GenerationBackend):
                 raise OutOfMemory(
                     f"vLLM could not fit {model_path} ({exc}): lower max_model_len or max_num_seqs, or raise "
                     f"gpu_memory_utilization in the model's engine options."
+                ) from exc
+            if "engine core initialization failed" in text:
+                # The engine ran in a child process; its real error is only in the worker's log.
+                raise GenerationError(
+                    f"vLLM's engine failed to start for {model_path}; the worker log has the cause (most often "
+                    f"memory: lower max_model_len or max_num_seqs in the model's engine options)."
                 ) from exc
             if isinstance(exc, OSError | FileNotFoundError):
                 raise ModelNotFound(f"vLLM could not load {model_path!r}: {exc}") from exc

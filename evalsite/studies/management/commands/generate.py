@@ -24,6 +24,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--model", action="append", default=[], metavar="ALIAS", help="Only this model (repeatable)."
         )
+        parser.add_argument("--queue", help="Send every job to this Celery queue instead of gpu/io/default.")
         parser.add_argument("--sync", action="store_true", help="Run here without a broker or worker.")
         parser.add_argument("--no-wait", action="store_true", help="Enqueue and exit; don't follow progress.")
 
@@ -39,7 +40,7 @@ class Command(BaseCommand):
                 known = ", ".join(study.models.values_list("alias", flat=True)) or "none"
                 raise CommandError(f"No model {', '.join(sorted(unknown))} in {study.slug}; models: {known}.")
         try:
-            jobs = start_generation(study, models, enqueue=not opts["sync"])
+            jobs = start_generation(study, models, enqueue=not opts["sync"], queue=opts["queue"])
         except (GenerationSetupError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         if opts["sync"]:

@@ -1,0 +1,89 @@
+"""A researcher scripts a whole study through the API alone (the README's curl walkthrough)."""
+
+import csv
+import io
+import json
+
+import pytest
+from rest_framework.test import APIClient
+
+pytestmark = pytest.mark.django_db
+
+
+def ok(response, status: int = 200):
+    assert response.status_code == status, (response.status_code, response.content[:2000])
+    return response
+
+
+def test_script_a_study_from_creation_to_export(cast, rate):
+    api = APIClient()
+    token = ok(api.post("/api/v1/auth/token/", {"username": "owner", "password": "pw-owner-1"})).json()["token"]
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+
+    study = ok(
+        api.post(
+            "/api/v1/studies/",
+            {"slug": "koala-mini", "title": "Koala mini", "completion_code": "C0MPLETE", "shared_with": ["shared"]},
+            format="json",
+        ),
+        201,
+    ).json()
+    assert study["owner"] == "owner" and study["status"] == "draft" and study["shared_with"] == ["shared"]
+    models = {}
+    for alias, role in (("chatgpt", "teacher"), ("imitation-13b", "imitation")):
+        models[alias] = ok(
+            api.post(
+                "/api/v1/models/",
+                {"study": "koala-mini", "alias": alias, "role": role, "backend": "imported"},
+                format="json",
+            ),
+            201,
+        ).json()["id"]
+
+    # Prompts as a JSON list, then as a multipart CSV file.
+    rows = [{"id": "q1", "text": 'Who wrote "Dune"?', "category": "factual-qa", "reference_answers": ["Herbert"]}]
+    assert ok(api.post("/api/v1/studies/koala-mini/prompts/", rows, format="json"), 201).json()["result"] == {
+        "added": 1
+    }
+    upload = io.BytesIO(b'id,prompt,category\nq2,"Explain tides, briefly.",open-ended\n')
+    upload.name = "prompts.csv"
+    ok(api.post("/api/v1/studies/koala-mini/prompts/", {"file": upload}, format="multipart"), 201)
+    # A broken file is refused whole, with every problem listed.
+    bad = api.post("/api/v1/studies/koala-mini/prompts/", [{"id": "q1", "text": "dup"}], format="json")
+    assert bad.status_code == 400 and any("q1" in e for e in bad.json()["errors"])
+
+    for alias, model_id in models.items():
+        answers = [{"id": "q1", "text": f"{alias}: Frank Herbert."}, {"id": "q2", "text": f"{alias}: the moon."}]
+        ok(api.post(f"/api/v1/models/{model_id}/responses/", answers, format="json"), 201)
+
+    built = ok(api.post("/api/v1/studies/koala-mini/build-comparisons/")).json()
+    assert built["result"]["added"] == 2
+    assert ok(api.post("/api/v1/studies/koala-mini/ready/")).json()["status"] == "ready"
+    assert ok(api.post("/api/v1/studies/koala-mini/launch/")).json()["status"] == "live"
+    # A second launch is a conflict with the lifecycle's own message.
+    again = api.post("/api/v1/studies/koala-mini/launch/")
+    assert again.status_code == 409 and "already live" in again.json()["detail"]
+
+    # Raters rate (through the rater pages in real life).
+    from evalsite.studies.models import Comparison, Study
+
+    study_obj = Study.objects.get(slug="koala-mini")
+    for i, comparison in enumerate(Comparison.objects.filter(study=study_obj, is_attention_check=False)):
+        rate(study_obj, comparison, i, "B" if i else "A", rationale='sounds, "confident"')
+
+    listed = ok(api.get("/api/v1/ratings/?study=koala-mini")).json()["results"]
+    assert len(listed) == 2
+    text = b"".join(ok(api.get("/api/v1/studies/koala-mini/ratings.csv")).streaming_content).decode()
+    exported = list(csv.DictReader(io.StringIO(text)))
+    assert {r["rationale"] for r in exported} == {'sounds, "confident"'}
+    assert {r["prompt_id"] for r in exported} == {"q1", "q2"}
+    pairs = [
+        json.loads(line)
+        for line in b"".join(ok(api.get("/api/v1/studies/koala-mini/preference-pairs.jsonl")).streaming_content)
+        .decode()
+        .splitlines()
+    ]
+    assert {p["chosen_model"] for p in pairs} == {"chatgpt", "imitation-13b"}
+
+    ok(api.post("/api/v1/studies/koala-mini/pause/"))
+    assert ok(api.post("/api/v1/studies/koala-mini/close/")).json()["status"] == "closed"
