@@ -15,9 +15,6 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from evalsite.analysis.plots import all_plots
-from evalsite.analysis.report import build_report
-from evalsite.dashboard.loader import load_frames, load_judgments
 from evalsite.dashboard.models import StudyReport
 from evalsite.studies.models import Study
 
@@ -65,6 +62,12 @@ def compute_report(study: Study, options: ReportOptions) -> StudyReport:
     )
     StudyReport.objects.filter(pk=report.pk).update(status=StudyReport.Status.RUNNING)
     try:
+        # Imported here: pandas, scipy and matplotlib cost a web worker ~140 MB at rest, and only
+        # computing a report needs them.
+        from evalsite.analysis.plots import all_plots
+        from evalsite.analysis.report import build_report
+        from evalsite.dashboard.loader import load_frames, load_judgments
+
         ratings, responses = load_frames(study)
         payload = build_report(
             ratings,

@@ -63,12 +63,6 @@ def awkward_texts() -> list[str]:
     return list(AWKWARD)
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The cast has seven users; the production hasher would spend seconds per test on them."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def cast(django_user_model):
     """Every kind of caller, by name. ``None`` stands for anonymous."""

@@ -6,8 +6,10 @@ import json
 from datetime import datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from evalsite.api.export_formats import FORMULA_PREFIXES, RATING_COLUMNS
+from evalsite.api.export_formats import FORMULA_PREFIXES, RATING_COLUMNS, guard_formula
 from evalsite.rating.models import Rating
 
 pytestmark = pytest.mark.django_db
@@ -194,3 +196,17 @@ def test_export_accepts_its_own_media_type(client_for, rated_study):
     assert response.status_code == 200 and csv_rows(response)
     missing = client_for("owner").get("/api/v1/studies/nope/ratings.csv", HTTP_ACCEPT="text/csv")
     assert missing.status_code == 404
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=80))
+def test_any_text_survives_the_csv_round_trip(client_for, rated_study, text):
+    # PostgreSQL text cannot hold NUL; everything else a rater or a prompt file may contain must come back.
+    rating = rated_study.ratings.order_by("id").first()
+    Rating.objects.filter(pk=rating.pk).update(rationale=text)
+    rated_study.prompts.filter(pk=rating.comparison.prompt_id).update(text=text)
+    response = client_for("owner").get(f"/api/v1/studies/{rated_study.slug}/ratings.csv?rater={rating.rater.pseudonym}")
+    row = next(r for r in csv_rows(response) if int(r["rating_id"]) == rating.pk)
+    # Exactly the text, with the formula guard's quote in front where (and only where) it is needed.
+    assert row["rationale"] == row["prompt_text"] == guard_formula(text)
+    assert not row["rationale"].startswith(FORMULA_PREFIXES)

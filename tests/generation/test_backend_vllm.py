@@ -4,6 +4,8 @@ float32 on both sides, so greedy answers must agree token for token. One engine 
 (the backend cache and a session-scoped server), kept lean because CI runs these on 2 cores.
 """
 
+import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -96,13 +98,15 @@ def test_openai_backend_against_a_real_vllm_server(vllm_server, hf_results):
 
 
 @pytest.mark.django_db
-def test_engine_out_of_memory_fails_the_job_with_a_clear_message(make_gen_study, vllm_model, monkeypatch):
-    # A context far beyond the 1 GiB KV cache: vLLM refuses to start, as on a GPU that is too small.
-    monkeypatch.setenv("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "1")
-    options = {**VLLM_OPTIONS, "max_model_len": 2_000_000}
-    study = make_gen_study([
-        {"alias": "too-big", "backend": "vllm", "model_path": vllm_model.model_path, "engine_options": options}
-    ])
+def test_engine_out_of_memory_fails_the_job_with_a_clear_message(make_gen_study, vllm_model, tmp_path):
+    # The same weights claiming a 2M-token context: its KV cache cannot fit in the 1 GiB the
+    # CPU engine gets, so vLLM refuses to start, as it does on a GPU that is too small.
+    big = tmp_path / "long-context"
+    shutil.copytree(vllm_model.model_path, big)
+    config = json.loads((big / "config.json").read_text())
+    (big / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2_000_000}))
+    options = {k: v for k, v in VLLM_OPTIONS.items() if k != "max_model_len"}
+    study = make_gen_study([{"alias": "too-big", "backend": "vllm", "model_path": str(big), "engine_options": options}])
     (job,) = start_generation(study, enqueue=False)
     job = run_job(job.pk)
     assert job.status == GenerationJob.Status.FAILED
