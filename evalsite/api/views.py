@@ -6,7 +6,6 @@ The write paths live elsewhere (``studies.lifecycle``, ``studies.importers``, ``
 serving (and answers 503 for the one missing action) while a part of the system is absent.
 """
 
-import importlib
 import io
 import json
 
@@ -31,7 +30,8 @@ from rest_framework.response import Response as APIResponse
 from rest_framework.views import APIView
 
 from evalsite.rating.models import Rating
-from evalsite.studies import lifecycle
+from evalsite.studies import lifecycle, pairing
+from evalsite.studies.importers import ImportFileError, import_prompts, import_responses
 from evalsite.studies.models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
 
 from . import analysis
@@ -64,18 +64,6 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
-class ServiceUnavailable(APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "This part of evalsite is not installed."
-    default_code = "unavailable"
-
-
-def _service(module: str, name: str):
-    """Import ``module.name`` now, or answer 503 saying which part is missing."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ServiceUnavailable(f"{module}.{name} is not available in this deployment ({exc}).") from exc
 
 
 class IdCursorPagination(CursorPagination):
@@ -102,11 +90,10 @@ def _upload_source(request, default_name: str) -> tuple[io.IOBase, str | None]:
 
 def _import(func, target, request, default_name: str) -> int:
     """Run an importer; its all-or-nothing error list becomes a 400 listing every problem."""
-    errors = _service("evalsite.studies.importers", "ImportFileError")
     source, fmt = _upload_source(request, default_name)
     try:
         return func(target, source, fmt=fmt)
-    except errors as exc:
+    except ImportFileError as exc:
         raise ValidationError(
             {"detail": "Nothing was imported; fix these problems and retry.", "errors": exc.messages}
         ) from exc
@@ -170,11 +157,9 @@ class StudyViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], url_path="build-comparisons")
     def build_comparisons(self, request, slug=None):
         study = self.get_object()
-        build = _service("evalsite.studies.pairing", "build_comparisons")
-        pairing_error = _service("evalsite.studies.pairing", "PairingError")
         try:
-            added = build(study)
-        except pairing_error as exc:
+            added = pairing.build_comparisons(study)
+        except pairing.PairingError as exc:
             raise Conflict(str(exc)) from exc
         total = study.comparisons.count()
         return APIResponse(
@@ -189,9 +174,11 @@ class StudyViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def generate(self, request, slug=None):
         study = self.get_object()
-        start = _service("workers.generation", "start_generation")
+        # Imported here: serving the API must not import the generation side.
+        from workers.generation import start_generation
+
         try:
-            start(study)
+            start_generation(study)
         except (lifecycle.TransitionError, ValueError) as exc:
             raise Conflict(str(exc)) from exc
         study.refresh_from_db(fields=["status"])
@@ -216,8 +203,7 @@ class StudyViewSet(viewsets.ModelViewSet):
     )
     def upload_prompts(self, request, slug=None):
         study = self.get_object()
-        importer = _service("evalsite.studies.importers", "import_prompts")
-        added = _import(importer, study, request, "prompts.jsonl")
+        added = _import(import_prompts, study, request, "prompts.jsonl")
         return APIResponse(
             {"status": study.status, "detail": f"{added} prompts added.", "result": {"added": added}},
             status=status.HTTP_201_CREATED,
@@ -230,7 +216,6 @@ class StudyViewSet(viewsets.ModelViewSet):
         responses={
             200: OpenApiTypes.OBJECT,
             404: OpenApiResponse(description="No report yet."),
-            503: OpenApiResponse(description="The analysis is not installed."),
         },
     )
     @action(detail=True, methods=["get"])
@@ -241,8 +226,6 @@ class StudyViewSet(viewsets.ModelViewSet):
             return APIResponse(analysis.study_report(study, compute=compute))
         except analysis.NoReportYet as exc:
             return APIResponse({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
-        except analysis.AnalysisUnavailable as exc:
-            raise ServiceUnavailable(str(exc)) from exc
 
 
 class _InVisibleStudies:
@@ -283,8 +266,7 @@ class LanguageModelViewSet(_InVisibleStudies, viewsets.ModelViewSet):
     )
     def upload_responses(self, request, pk=None):
         model = self.get_object()
-        importer = _service("evalsite.studies.importers", "import_responses")
-        added = _import(importer, model, request, "responses.jsonl")
+        added = _import(import_responses, model, request, "responses.jsonl")
         return APIResponse(
             {"status": model.study.status, "detail": f"{added} responses added.", "result": {"added": added}},
             status=status.HTTP_201_CREATED,

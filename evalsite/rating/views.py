@@ -219,7 +219,7 @@ def api_next(request: HttpRequest, slug: str) -> JsonResponse:
     if found.state == "done":
         return JsonResponse({"done": True, "done_url": reverse("rating:done", kwargs={"slug": slug})})
     leased = found.assignment
-    comparison = leased.comparison
+    comparison = _comparison_of(leased)
     left, right = (
         (comparison.response_a, comparison.response_b)
         if leased.left_side == "A"
@@ -268,13 +268,14 @@ def api_submit(request: HttpRequest, slug: str, token: str) -> JsonResponse:
 # --- page context ----------------------------------------------------------------------------
 
 
-def _leased_context(study: Study, rater: Rater, leased: Assignment) -> dict:
+def _comparison_of(leased: Assignment) -> Comparison:
     if Assignment.comparison.is_cached(leased):  # the PostgreSQL lease brings the texts along
-        comparison = leased.comparison
-    else:
-        comparison = Comparison.objects.select_related("prompt", "response_a", "response_b").get(
-            pk=leased.comparison_id
-        )
+        return leased.comparison
+    return Comparison.objects.select_related("prompt", "response_a", "response_b").get(pk=leased.comparison_id)
+
+
+def _leased_context(study: Study, rater: Rater, leased: Assignment) -> dict:
+    comparison = _comparison_of(leased)
     context = _task_context(study, comparison, leased.left_side, number=rater.tasks_submitted + 1)
     context["token"] = leased.token
     context["expires_at"] = leased.expires_at
