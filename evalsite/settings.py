@@ -132,6 +132,12 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "staticfiles"))
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
+# whitenoise serves STATIC_ROOT (filled by collectstatic) and, when debugging, the app folders.
+try:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+except OSError:  # a read-only image that ran collectstatic at build time has it already
+    pass
+WHITENOISE_USE_FINDERS = DEBUG
 
 # Uploads of prompt files up to this size are accepted (importers enforce their own limit too).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024

@@ -366,7 +366,8 @@ def _submit(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Ra
             return None
 
         comparison = assignment.comparison
-        study = rater.study  # the view loaded it with the rater; the lease is in it
+        # The view loaded the study with the rater; the locked row has the authoritative study id.
+        study = rater.study if rater.study_id == locked_rater.study_id else locked_rater.study
         rating = Rating(
             assignment=assignment,
             study_id=study.pk,

@@ -81,13 +81,16 @@ def _orm_next_task(rater_id: int, slug: str) -> NextTask:
     return NextTask("task", leased, min(rater.tasks_submitted + 1, study.tasks_per_rater), study.tasks_per_rater)
 
 
-def rating_form(slug: str) -> dict | None:
-    """The study's rating form (cached per process for :data:`FORM_CACHE_SECONDS`); ``None``: no study."""
+def study_form(slug: str) -> tuple[int, dict] | None:
+    """The study's id and rating form (cached per process for :data:`FORM_CACHE_SECONDS`).
+
+    ``None`` when there is no such study.
+    """
     cached = _forms.get(slug)
     if cached is not None and time.monotonic() < cached[0]:
-        return cached[2]
+        return cached[1], cached[2]
     row = Study.objects.filter(slug=slug).values_list("id", "rating_form").first()
     if row is None:
         return None
     _forms[slug] = (time.monotonic() + FORM_CACHE_SECONDS, row[0], row[1] or {})
-    return row[1] or {}
+    return row[0], row[1] or {}

@@ -24,7 +24,7 @@ from . import assignment as engine
 from .forms import RatingFormError, parse_rating
 from .identity import enter, parse_entry, rater_from_cookie, rater_id_from_cookie, set_rater_cookie
 from .models import Assignment, Rater
-from .next_task import next_task, rating_form
+from .next_task import next_task, study_form
 from .rendering import display_text, render_markdown
 
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete"
@@ -244,15 +244,16 @@ def api_next(request: HttpRequest, slug: str) -> JsonResponse:
 def api_submit(request: HttpRequest, slug: str, token: str) -> JsonResponse:
     """Store a rating sent as JSON (idempotent per token); the page then asks for the next task."""
     rater_id = rater_id_from_cookie(request, slug)
-    form = rating_form(slug) if rater_id is not None else None
-    if form is None:
+    study = study_form(slug) if rater_id is not None else None
+    if study is None:
         return JsonResponse(_NO_RATER, status=403)
+    study_id, form = study
     try:
         data = json.loads(request.body or b"{}")
         if not isinstance(data, dict):
             raise RatingFormError("Send a JSON object.")
         # The engine touches only this rater's lease (token and rater id must both match).
-        rater = engine.loaded(Rater, id=rater_id)
+        rater = engine.loaded(Rater, id=rater_id, study_id=study_id)
         rating = engine.submit(token, rater, parse_rating(data, form))
     except json.JSONDecodeError:
         return JsonResponse({"error": "The body is not valid JSON."}, status=400)
