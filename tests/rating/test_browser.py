@@ -67,6 +67,7 @@ def start(page, live_server, study, query="?PROLIFIC_PID=browser1&STUDY_ID=s&SES
     page.check("input[name=agree]")
     page.click("#start")
     page.wait_for_selector("#rating-form")
+    page.wait_for_load_state("load")  # rater.js is deferred: keys pressed before it runs are lost
 
 
 def test_consent_three_tasks_keyboard_and_mouse_then_code(page, live_server, live_study):
@@ -85,6 +86,7 @@ def test_consent_three_tasks_keyboard_and_mouse_then_code(page, live_server, liv
     page.fill("textarea[name=rationale]", "The second one is right.")
     page.click("#submit")
     page.wait_for_function("document.querySelector('#progress').textContent.includes('Task 3')")
+    page.wait_for_load_state("load")
     # Task 3: keyboard; Enter without a choice is refused by the browser, then a choice submits.
     page.keyboard.press("Enter")
     assert page.text_content("#progress").strip() == "Task 3 of 3"
