@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import httpx
 from celery import shared_task
+from celery.signals import worker_process_shutdown, worker_shutdown
 
 from evalsite.studies.models import Study
 
-from .backends.base import TransientGenerationError
+from .backends.base import TransientGenerationError, clear_backend_cache
 from .generation import run_job, start_generation
 
 TRANSIENT = (TransientGenerationError, httpx.TransportError, ConnectionError, TimeoutError)
@@ -49,3 +50,11 @@ def judge_study(self, study_id: int, judge_id: int) -> int:
 
 # Registered here because the Celery app autodiscovers ``workers.tasks`` only.
 from . import analysis_tasks  # noqa: E402,F401
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def close_engines(**_kwargs) -> None:
+    """Stop cached engines when a worker stops: vLLM's engine processes and threads would otherwise
+    keep a warm-shut-down worker alive forever."""
+    clear_backend_cache()

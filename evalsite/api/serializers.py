@@ -119,26 +119,13 @@ class LanguageModelSerializer(serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["fingerprint", "created_at"]
-        extra_kwargs = {
-            "temperature": {"min_value": 0.0},
-            "top_p": {"min_value": 0.0, "max_value": 1.0},
-            "max_tokens": {"min_value": 1},
-            "samples_per_prompt": {"min_value": 1},
-        }
-
-    def validate_top_p(self, value: float) -> float:
-        if value <= 0:
-            raise serializers.ValidationError("top_p must be greater than 0 and at most 1.")
-        return value
+        # Ranges, stop-sequence and engine-option shapes come from the model's field validators.
+        extra_kwargs = {"samples_per_prompt": {"min_value": 1}}
 
     def validate_stop(self, value):
-        if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-            raise serializers.ValidationError("stop must be a list of strings.")
         return storable_json(value, "stop")
 
     def validate_engine_options(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError("engine_options must be a JSON object.")
         return storable_json(value, "engine_options")
 
     def validate_study(self, study: Study) -> Study:

@@ -32,40 +32,8 @@ class LanguageModelForm(forms.ModelForm):
             "engine_options",
         )
 
-    def clean_temperature(self) -> float:
-        value = self.cleaned_data["temperature"]
-        if value is not None and value < 0:
-            raise ValidationError("Temperature must be 0 or more (0 means greedy decoding).")
-        return value
-
-    def clean_top_p(self) -> float:
-        value = self.cleaned_data["top_p"]
-        if value is not None and not 0 < value <= 1:
-            raise ValidationError("top_p must be greater than 0 and at most 1 (1 disables nucleus sampling).")
-        return value
-
-    def clean_max_tokens(self) -> int:
-        value = self.cleaned_data["max_tokens"]
-        if value is not None and value <= 0:
-            raise ValidationError("max_tokens must be a positive number of tokens.")
-        return value
-
-    def clean_stop(self) -> list[str]:
-        value = self.cleaned_data.get("stop")
-        if value in (None, ""):
-            return []
-        if not isinstance(value, list) or not all(isinstance(s, str) and s for s in value):
-            example = '["\\nUser:"]'
-            raise ValidationError(f"Stop sequences must be a JSON list of non-empty strings, e.g. {example}.")
-        return value
-
-    def clean_engine_options(self) -> dict:
-        value = self.cleaned_data.get("engine_options")
-        if value in (None, ""):
-            return {}
-        if not isinstance(value, dict):
-            raise ValidationError('Engine options must be a JSON object, e.g. {"dtype": "bfloat16"}.')
-        return value
+    # Decoding parameters, stop sequences and engine options are checked by the model's field
+    # validators (the API's serializer uses the same ones).
 
     def clean(self) -> dict:
         data = super().clean()

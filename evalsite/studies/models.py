@@ -1,10 +1,37 @@
 """The study and what it is made of: models, prompts, their responses, and the pairs raters see."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Greatest, Least
+
+
+# Plain functions rather than MinValueValidator: DRF turns those into its own generic message.
+def validate_temperature(value: float) -> None:
+    if value < 0:
+        raise ValidationError("Temperature must be 0 or more (0 means greedy decoding).")
+
+
+def validate_max_tokens(value: int) -> None:
+    if value <= 0:
+        raise ValidationError("max_tokens must be a positive number of tokens.")
+
+
+def validate_top_p(value: float) -> None:
+    if not 0 < value <= 1:
+        raise ValidationError("top_p must be greater than 0 and at most 1 (1 disables nucleus sampling).")
+
+
+def validate_stop_sequences(value) -> None:
+    if not isinstance(value, list) or not all(isinstance(s, str) and s for s in value):
+        raise ValidationError('Stop sequences must be a JSON list of non-empty strings, e.g. ["\\nUser:"].')
+
+
+def validate_engine_options(value) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError('Engine options must be a JSON object, e.g. {"dtype": "bfloat16"}.')
 
 
 def default_rating_form() -> dict:
@@ -99,16 +126,17 @@ class LanguageModel(models.Model):
     model_path = models.CharField(
         max_length=500, blank=True, help_text="Local path, hub-style name, or endpoint model name."
     )
-    temperature = models.FloatField(default=0.7)
-    top_p = models.FloatField(default=1.0)
-    max_tokens = models.PositiveIntegerField(default=512)
+    # Decoding parameters are validated here once, for the admin form and the API alike.
+    temperature = models.FloatField(default=0.7, validators=[validate_temperature])
+    top_p = models.FloatField(default=1.0, validators=[validate_top_p])
+    max_tokens = models.PositiveIntegerField(default=512, validators=[validate_max_tokens])
     seed = models.BigIntegerField(default=0)
-    stop = models.JSONField(default=list, blank=True)
+    stop = models.JSONField(default=list, blank=True, validators=[validate_stop_sequences])
     system_prompt = models.TextField(blank=True)
     samples_per_prompt = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
     # Engine settings: dtype, tensor_parallel_size, gpu_memory_utilization, max_model_len,
     # api_base, api_key_env, concurrency, batch_size ...
-    engine_options = models.JSONField(default=dict, blank=True)
+    engine_options = models.JSONField(default=dict, blank=True, validators=[validate_engine_options])
     fingerprint = models.CharField(max_length=64, blank=True, help_text="Hash of what produced the answers.")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -87,3 +87,24 @@ def test_script_a_study_from_creation_to_export(cast, rate):
 
     ok(api.post("/api/v1/studies/koala-mini/pause/"))
     assert ok(api.post("/api/v1/studies/koala-mini/close/")).json()["status"] == "closed"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("temperature", -0.1, "Temperature must be 0 or more"),
+        ("top_p", 0, "top_p must be greater than 0"),
+        ("top_p", 1.5, "top_p must be greater than 0"),
+        ("max_tokens", 0, "max_tokens must be a positive number"),
+        ("stop", ["ok", ""], "Stop sequences must be a JSON list of non-empty strings"),
+        ("engine_options", ["not", "a", "dict"], "Engine options must be a JSON object"),
+    ],
+)
+def test_api_model_validation_is_the_admin_forms(cast, make_study, field, value, message):
+    """The API and the admin form share the model's validators: same rules, same messages."""
+    make_study(slug="val", owner=cast["owner"])
+    api = APIClient()
+    api.force_authenticate(cast["owner"])
+    body = {"study": "val", "alias": "m", "role": "base", "backend": "hf", "model_path": "x", field: value}
+    response = api.post("/api/v1/models/", body, format="json")
+    assert response.status_code == 400 and message in json.dumps(response.json()), response.json()

@@ -172,3 +172,30 @@ def test_generate_command_follows_a_real_worker(transactional_db, make_gen_study
         assert Response.objects.filter(model__study=study, error="").count() == 6
     finally:
         stop(worker)
+
+
+@pytest.mark.skipif(
+    not settings.CELERY_BROKER_URL.startswith("redis"), reason="needs CELERY_BROKER_URL=redis://… (make test sets it)"
+)
+def test_vllm_job_on_a_real_worker_and_clean_shutdown(transactional_db, make_gen_study, tiny_model_dir, tmp_path):
+    # vLLM as in production: its engine in a child process of the worker (multiprocessing on).
+    options = {"dtype": "float32", "enforce_eager": True, "max_model_len": 256}
+    study = make_gen_study(
+        [{"alias": "v", "backend": "vllm", "model_path": str(tiny_model_dir), "engine_options": options}], slug="v"
+    )
+    queue = f"test-generation-{uuid.uuid4().hex[:10]}"
+    log = tmp_path / "worker.log"
+    worker = start_worker(queue, f"vllm-{queue}", log)
+    try:
+        (job,) = start_generation(study, queue=queue)
+        wait_for(
+            lambda: GenerationJob.objects.get(pk=job.pk).status in ("done", "failed"), 300, "the vLLM job", worker, log
+        )
+        job.refresh_from_db()
+        assert job.status == GenerationJob.Status.DONE, job.last_error
+        assert Response.objects.filter(model__study=study, backend="vllm", error="").count() == 6
+        # A warm shutdown must also stop vLLM's engine processes, or the worker never exits.
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        stop(worker)
