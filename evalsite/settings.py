@@ -172,7 +172,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
+    # Redis hands a killed worker's unacknowledged task to another worker only after the
+    # visibility timeout. It must exceed the longest job, or a job still running is delivered
+    # twice (harmless thanks to the upserts, but wasted work); tests shorten it.
+    _visibility = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", str(2 * 3600)))
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": _visibility,
+        # kombu looks for lost tasks every 10 s but scans only every 10th look (~100 s); with a
+        # short timeout, scan on every look so a lost task comes back within about the timeout.
+        "unacked_restore_interval": min(10, _visibility),
+        "unacked_restore_throttle": 1 if _visibility < 600 else 10,
+    }
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True

@@ -39,7 +39,7 @@ def test_database_and_broker_urls(tmp_path):
     )
     assert (got["user"], got["password"]) == ("alice", "s3cret")
     assert got["broker"] == "redis://cache.internal:6380/2"
-    assert "data_folder_in" not in got["transport"] and got["transport"]["visibility_timeout"] == "21600"
+    assert "data_folder_in" not in got["transport"] and got["transport"]["visibility_timeout"] == "7200"
 
 
 @pytest.mark.parametrize(
