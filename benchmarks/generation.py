@@ -25,7 +25,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-KOALA = Path("/work/shared/data/koala-test-set/koala_test_set.jsonl")
+sys.path.insert(0, str(REPO))
+from evalsite.studies.datasets import koala_test_set  # noqa: E402 -- needs the repo on sys.path
+
+KOALA = koala_test_set()
 FALLBACK = [
     "List the layers of the TCP/IP model and for each layer identify one protocol.",
     "Write a short poem about the sea.",
@@ -35,7 +38,7 @@ FALLBACK = [
 
 
 def koala_prompts(n: int) -> list[str]:
-    if KOALA.exists():
+    if KOALA is not None:
         rows = [json.loads(line)["prompt"] for line in KOALA.read_text().splitlines() if line.strip()]
     else:
         rows = FALLBACK * (n // len(FALLBACK) + 1)
@@ -144,7 +147,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(REPO))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "evalsite.settings")
     import django
 

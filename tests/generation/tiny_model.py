@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-KOALA = Path("/work/shared/data/koala-test-set/koala_test_set.jsonl")
+from evalsite.studies.datasets import koala_test_set
+
+KOALA = koala_test_set()
 REPO = Path(__file__).resolve().parents[2]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -19,7 +21,7 @@ CHAT_TEMPLATE = (
 
 def training_text() -> list[str]:
     """Koala prompts when present, else the repository's own Python and Markdown."""
-    if KOALA.exists():
+    if KOALA is not None:
         return [json.loads(line)["prompt"] for line in KOALA.read_text().splitlines() if line.strip()]
     files = [p for p in REPO.rglob("*") if p.suffix in {".py", ".md"} and ".venv" not in p.parts]
     return [p.read_text(errors="ignore") for p in files[:200]]

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from evalsite.studies import lifecycle
+from evalsite.studies.datasets import koala_test_set
 from evalsite.studies.importers import ImportFileError, ImportLimits, import_prompts, import_responses
 from evalsite.studies.models import LanguageModel, Prompt, Response, Study
 from evalsite.studies.pairing import build_comparisons
@@ -15,7 +16,7 @@ from evalsite.studies.pairing import build_comparisons
 pytestmark = pytest.mark.django_db
 
 # The shared data folder sits next to the checkout (../shared), as the issue describes.
-KOALA = Path(__file__).resolve().parents[3] / "shared" / "data" / "koala-test-set" / "koala_test_set.jsonl"
+KOALA = koala_test_set()
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def refused(fn, *args, **kwargs) -> str:
     return str(info.value)
 
 
-@pytest.mark.skipif(not KOALA.exists(), reason="Koala test set not present")
+@pytest.mark.skipif(KOALA is None, reason="Koala test set not found (set KOALA_TEST_SET)")
 def test_koala_test_set_imports_as_is(study):
     assert import_prompts(study, KOALA) == 180
     assert study.prompts.count() == 180
