@@ -1,8 +1,56 @@
 """Shared fixtures. Area-specific fixtures live in each tests/<area>/conftest.py."""
 
+import os
+from pathlib import Path
+
 import pytest
+from django.db import connections
 
 from evalsite.studies.models import LanguageModel, Prompt, Response, Study
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download is not used
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Browser tests skip, saying how to fix it, where Chromium is not installed."""
+    if Path(CHROMIUM).exists():
+        return
+    skip = pytest.mark.skip(reason=f"needs {CHROMIUM} (apt-get install chromium)")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for a test module (mark the tests ``browser``)."""
+    # Playwright's sync API runs an event loop in this thread; Django would then refuse ORM calls
+    # from the test body. Allow them while the browser is up, and restore the environment after.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    try:
+        with sync_playwright() as p:
+            launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield launched
+            launched.close()
+            # ORM calls made while Playwright ran opened their own connections; close them, or
+            # the test database cannot be dropped at the end of the session.
+            connections.close_all()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +85,12 @@ def make_study(db):
         ]
         for p in range(n_prompts):
             prompt = Prompt.objects.create(
-                study=study, source_id=f"p{p}", text=f"Question {p}?", category="factual-qa" if p % 2 else "open-ended",
-                reference_answers=[f"answer {p}"] if p % 2 else [], position=p,
+                study=study,
+                source_id=f"p{p}",
+                text=f"Question {p}?",
+                category="factual-qa" if p % 2 else "open-ended",
+                reference_answers=[f"answer {p}"] if p % 2 else [],
+                position=p,
             )
             if with_responses:
                 for m in models:
