@@ -132,11 +132,17 @@ class LanguageModelSerializer(serializers.ModelSerializer):
         user = self.context["request"].user
         if not can_change_study(user, study):
             raise PermissionDenied("Only the study's owner can add or change its models.")
-        if not prompts_editable(study):
+        return study
+
+    def validate(self, attrs: dict) -> dict:
+        # Checked on every write, not only when ``study`` is in the body: a PATCH of a live
+        # study's model (its role, say) would change pairing and analysis mid-collection.
+        study = attrs.get("study") or (self.instance.study if self.instance is not None else None)
+        if study is not None and not prompts_editable(study):
             raise serializers.ValidationError(
                 f"Study {study.slug!r} is {study.status}; its models are frozen. Pause or reopen it first."
             )
-        return study
+        return attrs
 
 
 class PromptSerializer(serializers.ModelSerializer):

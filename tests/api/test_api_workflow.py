@@ -108,3 +108,29 @@ def test_api_model_validation_is_the_admin_forms(cast, make_study, field, value,
     body = {"study": "val", "alias": "m", "role": "base", "backend": "hf", "model_path": "x", field: value}
     response = api.post("/api/v1/models/", body, format="json")
     assert response.status_code == 400 and message in json.dumps(response.json()), response.json()
+
+
+def test_api_refuses_a_secret_as_api_key_env(cast, make_study):
+    make_study(slug="keys", owner=cast["owner"])
+    api = APIClient()
+    api.force_authenticate(cast["owner"])
+    body = {"study": "keys", "alias": "t", "role": "teacher", "backend": "openai", "model_path": "gpt",
+            "engine_options": {"api_base": "https://evil.example/v1", "api_key_env": "SECRET_KEY"}}
+    response = api.post("/api/v1/models/", body, format="json")
+    assert response.status_code == 400 and "not an API-key variable" in json.dumps(response.json())
+    body["engine_options"]["api_key_env"] = "EVALSITE_API_KEY_TEACHER"
+    assert api.post("/api/v1/models/", body, format="json").status_code == 201
+
+
+def test_patch_cannot_change_a_live_studys_models(cast, make_study):
+    from evalsite.studies.models import LanguageModel, Study
+
+    study = make_study(slug="frozen", owner=cast["owner"])
+    Study.objects.filter(pk=study.pk).update(status="live")
+    imitation = LanguageModel.objects.get(study=study, role="imitation")
+    api = APIClient()
+    api.force_authenticate(cast["owner"])
+    response = api.patch(f"/api/v1/models/{imitation.pk}/", {"role": "teacher"}, format="json")
+    assert response.status_code == 400 and "frozen" in json.dumps(response.json())
+    imitation.refresh_from_db()
+    assert imitation.role == "imitation"

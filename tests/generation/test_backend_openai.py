@@ -42,13 +42,28 @@ def test_bad_request_fails_that_prompt_only(scripted_endpoint):
 
 def test_api_key_comes_from_the_environment_and_is_not_stored(scripted_endpoint, monkeypatch):
     base, server = scripted_endpoint()
-    with pytest.raises(GenerationError, match="TEACHER_KEY .* not set"):
-        OpenAICompatBackend("m", {"api_base": base, "api_key_env": "TEACHER_KEY"})
-    monkeypatch.setenv("TEACHER_KEY", "sk-secret-123")
-    backend = OpenAICompatBackend("m", {"api_base": base, "api_key_env": "TEACHER_KEY"})
+    monkeypatch.delenv("EVALSITE_API_KEY_TEACHER", raising=False)
+    with pytest.raises(GenerationError, match="EVALSITE_API_KEY_TEACHER .* not set"):
+        OpenAICompatBackend("m", {"api_base": base, "api_key_env": "EVALSITE_API_KEY_TEACHER"})
+    monkeypatch.setenv("EVALSITE_API_KEY_TEACHER", "sk-secret-123")
+    backend = OpenAICompatBackend("m", {"api_base": base, "api_key_env": "EVALSITE_API_KEY_TEACHER"})
     backend.generate([ChatPrompt("hi")], DecodingParams())
     assert server.requests[0]["auth"] == "Bearer sk-secret-123"
     assert "sk-secret" not in repr(backend.describe()) + backend.fingerprint()
+
+
+def test_only_api_key_variables_are_ever_sent(scripted_endpoint, monkeypatch):
+    """A model naming SECRET_KEY (or DATABASE_URL ...) must not get it sent to its endpoint."""
+    base, server = scripted_endpoint()
+    monkeypatch.setenv("SECRET_KEY", "django-secret")
+    with pytest.raises(GenerationError, match="not an API-key variable"):
+        OpenAICompatBackend("m", {"api_base": base, "api_key_env": "SECRET_KEY"})
+    assert server.requests == []
+    monkeypatch.setenv("EVALSITE_API_KEY_VARS", "OPENAI_API_KEY,TEAM_KEY")
+    monkeypatch.setenv("TEAM_KEY", "sk-team")
+    backend = OpenAICompatBackend("m", {"api_base": base, "api_key_env": "TEAM_KEY"})
+    backend.generate([ChatPrompt("hi")], DecodingParams())
+    assert server.requests[0]["auth"] == "Bearer sk-team"
 
 
 def test_unauthorized_is_not_retried(scripted_endpoint):

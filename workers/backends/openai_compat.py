@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from evalsite.studies.api_keys import check_api_key_env
+
 from .base import (
     ChatPrompt,
     DecodingParams,
@@ -49,6 +51,9 @@ class OpenAICompatBackend(GenerationBackend):
         headers = {"Content-Type": "application/json"}
         key_env = opts.get("api_key_env")
         if key_env:
+            # Checked again here: a model row written around the validators must not leak secrets.
+            if problem := check_api_key_env(key_env):
+                raise GenerationError(problem)
             key = os.environ.get(key_env)
             if not key:
                 raise GenerationError(
