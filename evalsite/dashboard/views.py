@@ -11,10 +11,10 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from evalsite.api.permissions import visible_studies
 from evalsite.dashboard.models import StudyReport
 from evalsite.dashboard.reports import ReportOptions, cached_report, compute_report, request_report
 from evalsite.rating.models import Rater, Rating
+from evalsite.studies.access import visible_studies
 from evalsite.studies.models import Study
 
 PLOT_TITLES = {

@@ -8,12 +8,14 @@ from collections import Counter
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
+from evalsite.studies.admin_access import StudyScopedAdmin
+
 from . import quality
 from .models import Assignment, Rater, Rating
 
 
 @admin.register(Rater)
-class RaterAdmin(admin.ModelAdmin):
+class RaterAdmin(StudyScopedAdmin):
     list_display = (
         "pseudonym",
         "study",
@@ -43,6 +45,16 @@ class RaterAdmin(admin.ModelAdmin):
         "majority_agreement",
     )
     actions = ("block_raters", "unblock_raters")
+
+    # Raw platform ids (Prolific/MTurk worker ids) are for superusers only; researchers work
+    # with the per-study pseudonym, as in every export.
+    def get_search_fields(self, request):
+        fields = super().get_search_fields(request)
+        return fields if request.user.is_superuser else tuple(f for f in fields if f != "external_id")
+
+    def get_exclude(self, request, obj=None):
+        excluded = tuple(super().get_exclude(request, obj) or ())
+        return excluded if request.user.is_superuser else (*excluded, "external_id")
 
     def get_queryset(self, request):
         return (
@@ -89,7 +101,9 @@ class RaterAdmin(admin.ModelAdmin):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(StudyScopedAdmin):
+    study_path = "comparison__study"
+
     list_display = (
         "id",
         "rater",
@@ -108,7 +122,7 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Rating)
-class RatingAdmin(admin.ModelAdmin):
+class RatingAdmin(StudyScopedAdmin):
     """Ratings are evidence: readable and filterable here, never edited."""
 
     list_display = (

@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from . import lifecycle
+from .admin_access import StudyScopedAdmin
 from .forms import LanguageModelForm, PromptForm, StudyUploadForm
 from .importers import ImportFileError, import_prompts, import_responses
 from .models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
@@ -123,7 +124,9 @@ class GenerationJobInline(admin.TabularInline):
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(StudyScopedAdmin):
+    study_path = ""
+
     list_display = (
         "title",
         "slug",
@@ -313,7 +316,7 @@ class StudyAdmin(admin.ModelAdmin):
 
     def progress_view(self, request: HttpRequest, object_id: int) -> JsonResponse:
         """Generation progress of one study, polled by the admin pages every two seconds."""
-        study = get_object_or_404(Study, pk=object_id)
+        study = get_object_or_404(self.get_queryset(request), pk=object_id)
         if not self.has_view_permission(request, study):
             raise PermissionDenied
         jobs = study.generation_jobs.select_related("model").order_by("created_at")
@@ -322,7 +325,7 @@ class StudyAdmin(admin.ModelAdmin):
 
     def upload_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """Upload prompts or an imported model's responses; all or nothing, errors listed on the form."""
-        study = get_object_or_404(Study, pk=object_id)
+        study = get_object_or_404(self.get_queryset(request), pk=object_id)
         if not self.has_change_permission(request, study):
             raise PermissionDenied
         form = StudyUploadForm(request.POST or None, request.FILES or None, study=study)
@@ -357,7 +360,7 @@ class StudyAdmin(admin.ModelAdmin):
 
 
 @admin.register(LanguageModel)
-class LanguageModelAdmin(admin.ModelAdmin):
+class LanguageModelAdmin(StudyScopedAdmin):
     form = LanguageModelForm
     list_display = ("alias", "study", "role", "backend", "model_path", "temperature", "top_p", "max_tokens")
     list_filter = ("role", "backend", "study")
@@ -367,7 +370,7 @@ class LanguageModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Prompt)
-class PromptAdmin(admin.ModelAdmin):
+class PromptAdmin(StudyScopedAdmin):
     form = PromptForm
     list_display = ("source_id", "study", "category", "short_text", "position")
     list_filter = ("study", "category")
@@ -398,7 +401,9 @@ class PromptAdmin(admin.ModelAdmin):
 
 
 @admin.register(Response)
-class ResponseAdmin(admin.ModelAdmin):
+class ResponseAdmin(StudyScopedAdmin):
+    study_path = "prompt__study"
+
     list_display = (
         "prompt",
         "model",
@@ -419,7 +424,7 @@ class ResponseAdmin(admin.ModelAdmin):
 
 
 @admin.register(Comparison)
-class ComparisonAdmin(admin.ModelAdmin):
+class ComparisonAdmin(StudyScopedAdmin):
     list_display = (
         "id",
         "study",
@@ -451,7 +456,7 @@ class ComparisonAdmin(admin.ModelAdmin):
 
 
 @admin.register(GenerationJob)
-class GenerationJobAdmin(admin.ModelAdmin):
+class GenerationJobAdmin(StudyScopedAdmin):
     list_display = (
         "id",
         "study",
