@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from .lifecycle import prompts_editable
@@ -122,7 +122,10 @@ def _detect_format(name: str, text: str) -> str:
 
 
 def _jsonl_rows(text: str, problems: _Problems) -> Iterator[_Row]:
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() also splits on U+2028, U+2029, U+0085 and other
+    # characters that JSON allows unescaped inside strings, which would break valid rows apart.
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
@@ -217,6 +220,25 @@ def _parse_file(source: Source, allowed: set[str], limits: ImportLimits, fmt: st
 # --- field parsing ------------------------------------------------------------------------
 
 
+def _has_nul(value: Any) -> bool:
+    """True if a string anywhere in ``value`` (a JSON value; dict keys too) contains NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
+def _nul_free(row: _Row, what: str, value: Any, problems: _Problems) -> bool:
+    """Report a NUL character in ``value``: PostgreSQL text and jsonb cannot store it."""
+    if _has_nul(value):
+        problems.add(row.line, f"{what} contains a NUL character (\\u0000); remove it")
+        return False
+    return True
+
+
 def _text_field(row: _Row, columns: tuple[str, ...], what: str, problems: _Problems) -> str | None:
     present = [c for c in columns if c in row.values]
     if len(present) > 1:
@@ -233,6 +255,8 @@ def _text_field(row: _Row, columns: tuple[str, ...], what: str, problems: _Probl
     if not value.strip():
         problems.add(row.line, f"empty {what}")
         return None
+    if not _nul_free(row, what, value, problems):
+        return None
     return value
 
 
@@ -248,6 +272,8 @@ def _id_field(row: _Row, problems: _Problems) -> str | None:
         return None
     if len(value) > 200:
         problems.add(row.line, "id is longer than 200 characters")
+        return None
+    if not _nul_free(row, "id", value, problems):
         return None
     return value
 
@@ -271,6 +297,8 @@ def _reference_answers(row: _Row, problems: _Problems) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         problems.add(row.line, "reference_answers must be a list of strings")
         return None
+    if not _nul_free(row, "reference_answers", value, problems):
+        return None
     return [v for v in value if v.strip()]
 
 
@@ -287,6 +315,8 @@ def _metadata(row: _Row, problems: _Problems) -> dict | None:
     if not isinstance(value, dict):
         problems.add(row.line, "metadata must be a JSON object")
         return None
+    if not _nul_free(row, "metadata", value, problems):
+        return None
     return value
 
 
@@ -299,6 +329,8 @@ def _category(row: _Row, problems: _Problems) -> str | None:
     if len(value) > 64:
         problems.add(row.line, "category is longer than 64 characters")
         return None
+    if not _nul_free(row, "category", value, problems):
+        return None
     return value
 
 
@@ -306,8 +338,11 @@ def _sample_index(row: _Row, problems: _Problems) -> int | None:
     value = row.values.get("sample_index", 0)
     if isinstance(value, str):
         value = value.strip() or "0"
-        if not value.isdigit():
-            problems.add(row.line, f"sample_index must be a whole number >= 0, got {value!r}")
+        # ASCII digits only: str.isdigit() is also True for "²" (which int() rejects) and other
+        # scripts' digits; more than 5 digits is out of range anyway (and int() caps the length).
+        if not (value.isascii() and value.isdigit()) or len(value.lstrip("0")) > 5:
+            message = f"sample_index must be a whole number from 0 to 32767, got {value!r}"
+            problems.add(row.line, message)
             return None
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 32767:
@@ -335,6 +370,16 @@ def _frozen_message(study: Study, what: str) -> str:
     )
 
 
+def _conflict_error(name: str, what: str) -> ImportFileError:
+    """A unique constraint fired at write time: a writer that does not take the study lock
+    (an admin edit, another process) added the same rows after validation."""
+    message = (
+        f"some of these {what} were added to the study at the same time by another upload or edit; "
+        "nothing was imported (retry to see which)"
+    )
+    return ImportFileError(name, [(None, message)])
+
+
 def import_prompts(
     study: Study, source: Source, *, fmt: str | None = None, limits: ImportLimits = DEFAULT_LIMITS
 ) -> int:
@@ -344,6 +389,25 @@ def import_prompts(
     repeats in the file or already exists in the study, or if the study's prompts are frozen.
     """
     name, _digest, rows, problems = _parse_file(source, PROMPT_COLUMNS, limits, fmt)
+    try:
+        with transaction.atomic():
+            # Lock the study *before* reading its existing ids and status: a concurrent upload of
+            # the same ids (or a launch) waits here, and we then see what it committed.
+            locked = Study.objects.select_for_update().get(pk=study.pk)
+            parsed = _validate_prompts(locked, rows, problems)
+            problems.raise_if_any()
+            last = locked.prompts.aggregate(m=Max("position"))["m"]
+            start = 0 if last is None else last + 1
+            for offset, prompt in enumerate(parsed):
+                prompt.position = start + offset
+            Prompt.objects.bulk_create(parsed, batch_size=1000)
+    except IntegrityError as exc:
+        raise _conflict_error(name, "prompt ids") from exc
+    return len(parsed)
+
+
+def _validate_prompts(study: Study, rows: list[_Row], problems: _Problems) -> list[Prompt]:
+    """Check every row against the (locked) study; return the prompts to write."""
     existing = set(study.prompts.values_list("source_id", flat=True))
     seen: dict[str, int] = {}
     parsed: list[Prompt] = []
@@ -377,18 +441,7 @@ def import_prompts(
             )
     except _Problems.TooMany:
         pass
-    problems.raise_if_any()
-    with transaction.atomic():
-        # Re-check under the study's row lock: a launch may have happened while we parsed.
-        locked = Study.objects.select_for_update().get(pk=study.pk)
-        if not prompts_editable(locked):
-            raise ImportFileError(name, [(None, _frozen_message(locked, "prompts"))])
-        last = locked.prompts.aggregate(m=Max("position"))["m"]
-        start = 0 if last is None else last + 1
-        for offset, prompt in enumerate(parsed):
-            prompt.position = start + offset
-        Prompt.objects.bulk_create(parsed, batch_size=1000)
-    return len(parsed)
+    return parsed
 
 
 def import_responses(
@@ -400,8 +453,24 @@ def import_responses(
     by its ``id``. Raises :class:`ImportFileError` (nothing written) on any problem, including
     unknown prompt ids and answers that already exist.
     """
-    study = model.study
     name, digest, rows, problems = _parse_file(source, RESPONSE_COLUMNS, limits, fmt)
+    try:
+        with transaction.atomic():
+            # As for prompts: lock the study before reading its prompts and existing answers, so
+            # two concurrent uploads of the same answers are checked one after the other.
+            locked = Study.objects.select_for_update().get(pk=model.study_id)
+            parsed = _validate_responses(model, locked, name, digest, rows, problems)
+            problems.raise_if_any()
+            Response.objects.bulk_create(parsed, batch_size=1000)
+    except IntegrityError as exc:
+        raise _conflict_error(name, "answers") from exc
+    return len(parsed)
+
+
+def _validate_responses(
+    model: LanguageModel, study: Study, name: str, digest: str, rows: list[_Row], problems: _Problems
+) -> list[Response]:
+    """Check every row against the (locked) study and the model's answers; return what to write."""
     prompt_ids = dict(study.prompts.values_list("source_id", "id"))
     existing = set(model.responses.values_list("prompt_id", "sample_index"))
     seen: dict[tuple[str, int], int] = {}
@@ -444,10 +513,4 @@ def import_responses(
             )
     except _Problems.TooMany:
         pass
-    problems.raise_if_any()
-    with transaction.atomic():
-        locked = Study.objects.select_for_update().get(pk=study.pk)
-        if not prompts_editable(locked):
-            raise ImportFileError(name, [(None, _frozen_message(locked, "responses"))])
-        Response.objects.bulk_create(parsed, batch_size=1000)
-    return len(parsed)
+    return parsed

@@ -333,3 +333,116 @@ def test_import_commands_fail_with_message(tmp_path, study):
     with pytest.raises(CommandError, match="not found"):
         call_command("import_prompts", "imp", str(tmp_path / "missing.jsonl"))
     assert not Prompt.objects.exists()
+
+
+# --- review fixes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\u0085"])
+def test_jsonl_line_separators_inside_strings_are_data(tmp_path, study, char):
+    # json.dumps(ensure_ascii=False) leaves these unescaped, as JSON allows; only "\n" ends a line.
+    rows = [{"id": "a", "prompt": f"one{char}two"}, {"id": "b", "prompt": "fine"}]
+    content = "".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows)
+    assert import_prompts(study, write(tmp_path, "sep.jsonl", content)) == 2
+    assert study.prompts.get(source_id="a").text == f"one{char}two"
+    # Line numbers still count "\n" only.
+    bad = write(tmp_path, "sep2.jsonl", content.replace('"b"', "b"))
+    assert "sep2.jsonl: line 2: broken JSON" in refused(import_prompts, study, bad)
+
+
+@pytest.mark.parametrize(
+    "row, field",
+    [
+        ({"id": "x1", "prompt": "a\u0000b"}, "prompt"),
+        ({"id": "x\u00001", "prompt": "ab"}, "id"),
+        ({"id": "x1", "prompt": "ab", "category": "c\u0000"}, "category"),
+        ({"id": "x1", "prompt": "ab", "reference_answers": ["ok", "b\u0000d"]}, "reference_answers"),
+        ({"id": "x1", "prompt": "ab", "metadata": {"k": ["v\u0000"]}}, "metadata"),
+        ({"id": "x1", "prompt": "ab", "metadata": {"k\u0000": 1}}, "metadata"),
+    ],
+)
+def test_nul_characters_are_refused_with_line(tmp_path, study, row, field):
+    path = write(tmp_path, "nul.jsonl", jsonl({"id": "ok", "prompt": "fine"}, row))
+    message = refused(import_prompts, study, path)
+    assert f"nul.jsonl: line 2: {field} contains a NUL character" in message
+
+
+def test_nul_in_csv_metadata_escape_and_in_responses(tmp_path, study, imported_model):
+    path = write(tmp_path, "nul.csv", 'id,prompt,metadata\nz,fine,"{""k"": ""a\\u0000b""}"\n')
+    assert "nul.csv: line 2: metadata contains a NUL character" in refused(import_prompts, study, path)
+    path = write(tmp_path, "r.jsonl", jsonl({"id": "a", "response": "x\u0000"}))
+    assert "r.jsonl: line 1: response contains a NUL character" in refused(
+        import_responses, imported_model, path
+    )
+
+
+@pytest.mark.parametrize("value", ["²", "١", "1²", "9" * 5000])
+def test_sample_index_accepts_only_ascii_digits(tmp_path, imported_model, value):
+    path = write(tmp_path, "r.csv", f"id,response,sample_index\na,hello,{value}\n")
+    assert "r.csv: line 2: sample_index must be a whole number" in refused(
+        import_responses, imported_model, path
+    )
+
+
+def test_concurrent_duplicate_prompt_is_an_import_error(tmp_path, study, monkeypatch):
+    # Another writer adds the same id after this upload was validated: the unique constraint
+    # fires at bulk_create and must come back as an ImportFileError, not a 500.
+    original = Prompt.objects.bulk_create
+
+    def racing_bulk_create(objs, **kwargs):
+        Prompt.objects.create(study=study, source_id="a", text="from the other upload", position=99)
+        return original(objs, **kwargs)
+
+    monkeypatch.setattr(Prompt.objects, "bulk_create", racing_bulk_create)
+    path = write(tmp_path, "race.jsonl", jsonl({"id": "a", "prompt": "mine"}))
+    with pytest.raises(ImportFileError, match="race.jsonl: .*at the same time"):
+        import_prompts(study, path)
+    assert not study.prompts.exists()
+
+
+def test_concurrent_duplicate_response_is_an_import_error(tmp_path, imported_model, monkeypatch):
+    original = Response.objects.bulk_create
+    prompt = imported_model.study.prompts.get(source_id="a")
+
+    def racing_bulk_create(objs, **kwargs):
+        Response.objects.create(prompt=prompt, model=imported_model, sample_index=0, text="other")
+        return original(objs, **kwargs)
+
+    monkeypatch.setattr(Response.objects, "bulk_create", racing_bulk_create)
+    path = write(tmp_path, "race.jsonl", jsonl({"id": "a", "response": "mine"}))
+    with pytest.raises(ImportFileError, match="race.jsonl: .*at the same time"):
+        import_responses(imported_model, path)
+    assert not imported_model.responses.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_uploads_of_the_same_ids(tmp_path):
+    # Both uploads validate under the study lock, so the second sees the first's rows and is
+    # refused with a line number (with the old read-before-lock it could hit an IntegrityError).
+    import threading
+
+    from django.db import connection
+
+    study = Study.objects.create(slug="race", title="Race", completion_code="C0DE")
+    paths = [write(tmp_path, f"u{i}.jsonl", jsonl({"id": "a", "prompt": f"upload {i}"})) for i in range(2)]
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def upload(path):
+        try:
+            barrier.wait()
+            outcomes.append(import_prompts(study, path))
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcomes.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload, args=(p,)) for p in paths]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(map(type, outcomes), key=lambda t: t.__name__) == [ImportFileError, int]
+    (error,) = [o for o in outcomes if isinstance(o, ImportFileError)]
+    assert "line 1: id 'a' already exists in study 'race'" in str(error)
+    assert study.prompts.count() == 1

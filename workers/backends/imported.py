@@ -39,7 +39,10 @@ class ImportedBackend(GenerationBackend):
         self.digest = hashlib.sha256(path.read_bytes()).hexdigest()
         self.by_id: dict[tuple[str, int], str] = {}
         self.by_text: dict[tuple[str, int], str] = {}
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        # Split on "\n" only: str.splitlines() also splits on U+2028, U+2029, U+0085 and other
+        # characters that JSON allows unescaped inside strings, breaking valid answers apart.
+        for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+            line = line.removesuffix("\r")
             if not line.strip():
                 continue
             try:
