@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from workers.backends.base import ChatPrompt, DecodingParams
+from workers.backends.base import ChatPrompt, DecodingParams, GenerationError
 from workers.backends.imported import ImportedBackend
 
 
@@ -17,3 +17,10 @@ def test_unicode_line_separators_inside_answers(tmp_path, char):
     backend = ImportedBackend(str(path))
     results = backend.generate([ChatPrompt("?", key="p0"), ChatPrompt("?", key="p1")], DecodingParams())
     assert [r.text for r in results] == [f"first{char}second", "plain"]
+
+
+def test_bad_sample_index_is_a_clear_error(tmp_path):
+    path = tmp_path / "answers.jsonl"
+    path.write_text('{"id": "p1", "text": "fine"}\n{"id": "p2", "text": "x", "sample_index": "two"}\n')
+    with pytest.raises(GenerationError, match="line 2 .* integer sample_index"):
+        ImportedBackend(str(path))

@@ -48,11 +48,12 @@ class ImportedBackend(GenerationBackend):
             try:
                 row = json.loads(line)
                 text = next(str(row[k]) for k in TEXT_KEYS if k in row)
-            except (ValueError, StopIteration, TypeError) as exc:
+                sample = int(row.get("sample_index", 0))
+            except (ValueError, StopIteration, TypeError, AttributeError) as exc:
                 raise GenerationError(
-                    f"{path.name} line {n} is not an answer object with one of {', '.join(TEXT_KEYS)}."
+                    f"{path.name} line {n} is not an answer object with one of {', '.join(TEXT_KEYS)} "
+                    "and an integer sample_index."
                 ) from exc
-            sample = int(row.get("sample_index", 0))
             key = next((str(row[k]) for k in ID_KEYS if k in row), None)
             if key is not None:
                 self.by_id[(key, sample)] = text
