@@ -73,6 +73,13 @@ class LeaseExpired(LeaseError):
     """The lease ran out before the rating arrived; the comparison went back to the pool."""
 
 
+class StudyNotLive(LeaseError):
+    """The study was paused or closed after the lease: nothing is stored and no counter moves."""
+
+
+STUDY_NOT_LIVE = "This study is not running any more, so this rating was not stored. Please return to your platform."
+
+
 @dataclass
 class RatingInput:
     """A rating as the rater gave it, in *screen* terms (left/right), already validated.
@@ -333,8 +340,10 @@ def submit(token: str, rater: Rater, payload: RatingInput, *, now: datetime | No
     """Store the rater's rating for the lease ``token``; idempotent per assignment.
 
     A replay, double click or second tab gets the rating already stored. Raises
-    :class:`AssignmentNotFound` for a token that is not this rater's, and :class:`LeaseExpired`
-    when the lease ran out (the comparison is back in the pool; the rater should take the next).
+    :class:`AssignmentNotFound` for a token that is not this rater's, :class:`StudyNotLive` when
+    the study is no longer live (paused or closed: a lease outlives that, a rating must not), and
+    :class:`LeaseExpired` when the lease ran out (the comparison is back in the pool; the rater
+    should take the next).
     """
     now = now or timezone.now()
     if connection.vendor == "postgresql" and not payload.error_spans:
@@ -349,7 +358,8 @@ def submit(token: str, rater: Rater, payload: RatingInput, *, now: datetime | No
 
 def _submit(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Rating | None:
     with transaction.atomic():
-        locked_rater = Rater.objects.select_for_update().get(pk=rater.pk)
+        # The study comes along (unlocked: ``of``) so its status is read fresh in this transaction.
+        locked_rater = Rater.objects.select_for_update(of=("self",)).select_related("study").get(pk=rater.pk)
         assignment = (
             Assignment.objects.select_for_update(of=("self",))
             .select_related("comparison")
@@ -360,14 +370,16 @@ def _submit(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Ra
             raise AssignmentNotFound("This task is not yours or does not exist. Open the study link again.")
         if assignment.status == SUBMITTED:
             return Rating.objects.get(assignment_id=assignment.pk)
+        study = locked_rater.study
+        if study.status != Study.Status.LIVE:
+            # Paused or closed: store nothing and leave the lease and every counter as they are.
+            raise StudyNotLive(STUDY_NOT_LIVE)
         if assignment.status == EXPIRED or assignment.expires_at <= now or locked_rater.blocked:
             if assignment.status == LIVE:
                 _expire(assignment)
             return None
 
         comparison = assignment.comparison
-        # The view loaded the study with the rater; the locked row has the authoritative study id.
-        study = rater.study if rater.study_id == locked_rater.study_id else locked_rater.study
         rating = Rating(
             assignment=assignment,
             study_id=study.pk,
@@ -399,6 +411,8 @@ def _submit_pg(token: str, rater: Rater, payload: RatingInput, now: datetime) ->
         raise AssignmentNotFound("This task is not yours or does not exist. Open the study link again.")
     if done.status == SUBMITTED:
         return Rating.objects.get(assignment_id=done.assignment_id)
+    if not done.study_live:
+        raise StudyNotLive(STUDY_NOT_LIVE)  # the statement stored and changed nothing
     if not done.stored:
         return None  # expired (the statement returned it to the pool) or the rater is blocked
     for name, value in done.rater_counters.items():

@@ -9,7 +9,7 @@ PostgreSQL it hands the common case to this module, which does the same work in 
 * :func:`submit` — lock the rater and the assignment, store the rating with its quality verdict,
   mark the assignment submitted, move the comparison's counter from live to submitted, update the
   rater's counters (blocking and flagging on too many failed attention checks), or return an
-  expired lease to the pool.
+  expired lease to the pool; while the study is not live (paused, closed) it writes nothing.
 
 Each statement runs in autocommit mode, so it is its own transaction. Why that is as safe as the
 ORM's multi-statement transaction:
@@ -275,7 +275,7 @@ def lease(
 # assignment's left_side, judges quality like quality.judge/apply, and writes everything.
 _SUBMIT_SQL = """
 WITH r AS MATERIALIZED (
-    SELECT r.id, r.blocked, r.attention_failed, s.id AS study_id,
+    SELECT r.id, r.blocked, r.attention_failed, s.id AS study_id, s.status = 'live' AS study_live,
            s.min_seconds_per_task, s.max_attention_failures
     FROM rating_rater r JOIN studies_study s ON s.id = r.study_id
     WHERE r.id = %(rater)s
@@ -288,13 +288,14 @@ a AS MATERIALIZED (
     FOR UPDATE OF a
 ),
 v AS MATERIALIZED (
-    SELECT a.*, r.blocked, r.attention_failed, r.study_id, r.min_seconds_per_task, r.max_attention_failures,
+    SELECT a.*, r.blocked, r.attention_failed, r.study_id, r.study_live, r.min_seconds_per_task,
+           r.max_attention_failures,
            c.is_attention_check, c.expected_winner,
            CASE WHEN a.left_side = 'A' THEN 'B' ELSE 'A' END AS right_side,
            CASE %(pref)s WHEN 'left' THEN a.left_side
                          WHEN 'right' THEN CASE WHEN a.left_side = 'A' THEN 'B' ELSE 'A' END
                          ELSE %(pref)s END AS winner,
-           a.status = 'live' AND a.expires_at > %(now)s AND NOT r.blocked AS ok,
+           a.status = 'live' AND a.expires_at > %(now)s AND NOT r.blocked AND r.study_live AS ok,
            EXTRACT(EPOCH FROM (%(now)s - a.leased_at))::float8 AS server_seconds
     FROM a CROSS JOIN r JOIN studies_comparison c ON c.id = a.comparison_id
 ),
@@ -350,13 +351,13 @@ flag AS (
 ),
 expire AS (
     UPDATE rating_assignment a SET status = 'expired' FROM v
-    WHERE a.id = v.id AND v.status = 'live' AND NOT v.ok
+    WHERE a.id = v.id AND v.status = 'live' AND NOT v.ok AND v.study_live
 ),
 released AS (
     UPDATE studies_comparison c SET n_live = c.n_live - 1
-    FROM v WHERE c.id = v.comparison_id AND v.status = 'live' AND NOT v.ok
+    FROM v WHERE c.id = v.comparison_id AND v.status = 'live' AND NOT v.ok AND v.study_live
 )
-SELECT v.id, v.status, v.ok, counters.*, ins.*
+SELECT v.id, v.status, v.ok, v.study_live, counters.*, ins.*
 FROM v LEFT JOIN ins ON TRUE LEFT JOIN counters ON TRUE
 """
 
@@ -371,6 +372,7 @@ class Submitted:
 
     status: str | None  # None: no such token for this rater
     assignment_id: int | None = None
+    study_live: bool = True  # False: the study is paused or closed, and nothing was written
     stored: bool = False
     rating_row: dict | None = None  # the inserted rating's columns, when stored
     rater_counters: dict | None = None  # the rater's counters after it, when stored
@@ -397,9 +399,9 @@ def submit(token: str, rater_id: int, now: datetime, payload) -> Submitted:
         names = [col.name for col in cursor.description]
     if row is None:
         return Submitted(status=None)
-    result = Submitted(status=row[1], assignment_id=row[0], stored=bool(row[2]))
+    result = Submitted(status=row[1], assignment_id=row[0], study_live=bool(row[3]), stored=bool(row[2]))
     if result.stored:
         n = len(RATER_COUNTERS)
-        result.rater_counters = dict(zip(RATER_COUNTERS, row[3 : 3 + n], strict=True))
-        result.rating_row = dict(zip(names[3 + n :], row[3 + n :], strict=True))
+        result.rater_counters = dict(zip(RATER_COUNTERS, row[4 : 4 + n], strict=True))
+        result.rating_row = dict(zip(names[4 + n :], row[4 + n :], strict=True))
     return result

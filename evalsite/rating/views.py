@@ -147,6 +147,8 @@ def submit(request: HttpRequest, slug: str, token: str) -> HttpResponse:
         engine.submit(token, rater, payload)
     except engine.LeaseExpired:
         return redirect(reverse("rating:task", kwargs={"slug": slug}) + "?expired=1")
+    except engine.StudyNotLive as exc:
+        return render(request, "rating/message.html", {"study": study, "message": str(exc)}, status=409)
     except (RatingFormError, engine.LeaseError) as exc:
         leased = Assignment.objects.filter(token=token, rater_id=rater.pk, status=Assignment.Status.LIVE).first()
         if leased is None:
@@ -165,15 +167,19 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     if rater is None:
         return redirect("rating:entry", slug=slug)
     if rater.blocked:
-        return render(
-            request,
-            "rating/message.html",
-            {
-                "study": study,
-                "message": "Thank you. You did not pass the attention checks, so there are no more tasks "
-                "for you. Please return this study on your platform.",
-            },
-        )
+        return _blocked(request, study)
+    # The code is payment: only a rater who consented and finished earns it. Finished means the
+    # quota is done, or the engine has no work left for them; a cookie alone is not enough.
+    if rater.consented_at is None:
+        return redirect("rating:consent", slug=slug)
+    if rater.tasks_submitted < study.tasks_per_rater:
+        if study.status != Study.Status.LIVE:
+            return redirect("rating:task", slug=slug)  # which says the study is not running
+        # Resumes a live lease or takes the next one (the task page then shows it); None: no work.
+        if engine.lease_next(rater, study) is not None:
+            return redirect("rating:task", slug=slug)
+        if rater.blocked:  # the engine refreshed the rater's row
+            return _blocked(request, study)
     if rater.completed_at is None:
         Rater.objects.filter(pk=rater.pk, completed_at__isnull=True).update(completed_at=timezone.now())
     code = study.completion_code
@@ -192,6 +198,18 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     elif study.completion_url:
         context["redirect_url"] = study.completion_url
     return render(request, "rating/done.html", context)
+
+
+def _blocked(request: HttpRequest, study: Study) -> HttpResponse:
+    return render(
+        request,
+        "rating/message.html",
+        {
+            "study": study,
+            "message": "Thank you. You did not pass the attention checks, so there are no more tasks "
+            "for you. Please return this study on your platform.",
+        },
+    )
 
 
 # --- JSON pair (same engine; the hot path for page scripts, scripted clients and the benchmark) ---
@@ -259,6 +277,8 @@ def api_submit(request: HttpRequest, slug: str, token: str) -> JsonResponse:
         return JsonResponse({"error": "The body is not valid JSON."}, status=400)
     except engine.LeaseExpired as exc:
         return JsonResponse({"error": str(exc), "expired": True}, status=409)
+    except engine.StudyNotLive as exc:
+        return JsonResponse({"error": str(exc), "done": True}, status=409)
     except engine.AssignmentNotFound as exc:
         return JsonResponse({"error": str(exc)}, status=404)
     except (RatingFormError, engine.LeaseError) as exc:
