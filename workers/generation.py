@@ -1,19 +1,25 @@
-"""Run a backend over a study: one GenerationJob per model, missing answers only, upserted per batch.
+"""Run a backend over a study: one GenerationJob per model, missing answers only, written per batch.
 
-Writes are keyed on (prompt, model, sample index), so running a job twice, or a task redelivered after
-its worker died, generates only what is still missing and never duplicates a response.
+A run claims its job first (a conditional UPDATE) and keeps a heartbeat on it, so a second delivery of
+the same job (a stale job enqueued again, a broker redelivering while the first run still works) does
+nothing, while a task redelivered after its worker died takes over once the heartbeat stops. Writes
+are keyed on (prompt, model, sample index): missing answers are inserted, failed ones replaced, and a
+stored good answer (which comparisons and ratings may already point to) is never overwritten.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from evalsite.studies.lifecycle import transition
@@ -45,8 +51,13 @@ UPDATE_FIELDS = [
     "error",
 ]
 ProgressCallback = Callable[[GenerationJob], None]
-# A running job saves progress after every batch; one silent for this long has lost its worker.
+# An active job untouched this long (no heartbeat, no progress) has lost its message or its worker.
 STALE_AFTER = timedelta(minutes=int(os.environ.get("EVALSITE_JOB_STALE_MINUTES", "30")))
+# While a run holds its job, a thread touches the job's updated_at this often (seconds), also during a
+# long batch or model load; a running job silent for HEARTBEAT_TIMEOUT has lost its run, which another
+# delivery of the job may then take over.
+HEARTBEAT_INTERVAL = float(os.environ.get("EVALSITE_JOB_HEARTBEAT_SECONDS", "10"))
+HEARTBEAT_TIMEOUT = timedelta(seconds=6 * HEARTBEAT_INTERVAL)
 
 
 class GenerationSetupError(ValueError):
@@ -90,7 +101,8 @@ def start_generation(
                 jobs.append(active)
                 if active.updated_at < timezone.now() - STALE_AFTER:
                     # No progress for a long time: its message was lost (a broker without
-                    # redelivery, a purged queue). Sending it again is safe: writes are upserts.
+                    # redelivery, a purged queue). Sending it again is safe: run_job claims the
+                    # job, so a run that is still alive is never doubled.
                     new_jobs.append(active)
                 continue
             total = len(missing_items(model))
@@ -123,6 +135,16 @@ def run_job(job_id: int, progress: ProgressCallback | None = None, *, final_atte
     job = GenerationJob.objects.select_related("model", "study").get(pk=job_id)
     if job.status in (GenerationJob.Status.DONE, GenerationJob.Status.CANCELLED):
         return job  # a redelivered task for a finished job: nothing to do
+    if not _claim(job.pk):
+        # Another run holds the job and is alive (or it finished meanwhile): a duplicate delivery.
+        log.info("Generation job %s is held by another live run; this delivery does nothing", job.pk)
+        job.refresh_from_db()
+        return job
+    with _heartbeat(job.pk):
+        return _run_claimed(job, progress, final_attempt)
+
+
+def _run_claimed(job: GenerationJob, progress: ProgressCallback | None, final_attempt: bool) -> GenerationJob:
     model = job.model
     todo = missing_items(model)
     job.status = GenerationJob.Status.RUNNING
@@ -153,6 +175,72 @@ def run_job(job_id: int, progress: ProgressCallback | None = None, *, final_atte
     _notify(progress, job)
     finish_study_if_complete(job.study)
     return job
+
+
+def _try_claim(job_id: int) -> bool:
+    """Atomically take a queued job, or a running one whose run has stopped its heartbeat."""
+    now = timezone.now()
+    claimable = Q(status=GenerationJob.Status.QUEUED) | Q(
+        status=GenerationJob.Status.RUNNING, updated_at__lt=now - HEARTBEAT_TIMEOUT
+    )
+    # One UPDATE ... WHERE: of two runs racing for the job, exactly one sees a row updated.
+    return (
+        GenerationJob.objects.filter(claimable, pk=job_id).update(status=GenerationJob.Status.RUNNING, updated_at=now)
+        == 1
+    )
+
+
+def _claim(job_id: int) -> bool:
+    """Claim the job for this run; False when another run that is alive holds it, or it finished.
+
+    A job "running" with a fresh heartbeat is either held by a live run (its heartbeat will move
+    within HEARTBEAT_INTERVAL) or by a run whose worker just died (a redelivery after SIGKILL: its
+    heartbeat never moves again). Watch it: it moves, leave the job to that run; it goes stale
+    (at most HEARTBEAT_TIMEOUT), take the job over.
+    """
+    seen = None
+    while True:
+        if _try_claim(job_id):
+            return True
+        row = GenerationJob.objects.filter(pk=job_id).values_list("status", "updated_at").first()
+        if row is None:
+            return False
+        status, updated_at = row
+        if status == GenerationJob.Status.QUEUED:
+            continue  # put back in the queue by its holder (a retry) just now: try again
+        if status != GenerationJob.Status.RUNNING:
+            return False  # done, failed or cancelled meanwhile
+        if seen is not None and updated_at != seen:
+            return False  # its heartbeat moved: the holder is alive
+        seen = updated_at
+        time.sleep(max(0.01, min(HEARTBEAT_INTERVAL / 2, 5.0)))
+
+
+@contextmanager
+def _heartbeat(job_id: int) -> Iterator[None]:
+    """Touch the job's updated_at every HEARTBEAT_INTERVAL from a thread while this run holds it."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(HEARTBEAT_INTERVAL):
+                try:
+                    # Only while running: never revives a job that finished, failed or was cancelled.
+                    GenerationJob.objects.filter(pk=job_id, status=GenerationJob.Status.RUNNING).update(
+                        updated_at=timezone.now()
+                    )
+                except DatabaseError:
+                    log.warning("Heartbeat of generation job %s failed", job_id, exc_info=True)
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"generation-job-{job_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class _Cancelled(Exception):
@@ -241,12 +329,22 @@ def _upsert(
         for (prompt, sample), r in zip(batch, results, strict=True)
     ]
     with transaction.atomic():  # a savepoint: a failed write must not poison the caller's transaction
-        Response.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["prompt", "model", "sample_index"],
-            update_fields=UPDATE_FIELDS,
+        # Missing answers are inserted; a stored one is replaced only when it failed (error set). A
+        # good stored answer stays as it is, whatever this run produced: comparisons and ratings may
+        # already point to it, and an error result must never wipe it out.
+        failed_before = set(
+            Response.objects.filter(
+                model=model, prompt__in=[p for p, _ in batch], sample_index__in={s for _, s in batch}
+            )
+            .exclude(error="")
+            .values_list("prompt_id", "sample_index")
         )
+        Response.objects.bulk_create(rows, ignore_conflicts=True)
+        for row in rows:
+            if (row.prompt_id, row.sample_index) in failed_before:
+                Response.objects.filter(prompt_id=row.prompt_id, model=model, sample_index=row.sample_index).exclude(
+                    error=""
+                ).update(**{name: getattr(row, name) for name in UPDATE_FIELDS})
 
 
 def _record_fingerprint(model: LanguageModel, backend: GenerationBackend) -> None:

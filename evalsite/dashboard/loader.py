@@ -17,11 +17,16 @@ UNCATEGORIZED = "uncategorized"
 
 
 def load_responses(study: Study) -> pd.DataFrame:
-    """One row per generated answer of the study (failed generations included, with empty text),
-    without the attention-check model's deliberately wrong answers."""
+    """One row per prompt and model: the first sample (``sample_index`` 0), generated without error
+    and with text, as raters compare it; without the attention-check model's deliberately wrong answers."""
+    # Only the answers that take part in comparisons (the rule of evalsite.studies.pairing): a failed
+    # generation (error set, empty text) would count as a wrong answer in the factuality accuracy,
+    # extra samples would count as independent answers (the Wilson interval assumes one per prompt
+    # and model) and would collide on response_truth's (prompt, model) key.
     # The hidden attention-check model's answers are wrong on purpose; they would distort accuracy.
     rows = (
-        Response.objects.filter(prompt__study=study)
+        Response.objects.filter(prompt__study=study, sample_index=0, error="")
+        .exclude(text="")
         .exclude(model__role="attention")
         .values(
             "id", "prompt_id", "model__alias", "model__role", "prompt__category", "text", "prompt__reference_answers"
@@ -38,6 +43,7 @@ def load_responses(study: Study) -> pd.DataFrame:
             "reference_answers": r["prompt__reference_answers"] or [],
         }
         for r in rows.iterator()
+        if r["text"].strip()  # whitespace-only answers cannot be judged (nor are they paired)
     )
 
 
