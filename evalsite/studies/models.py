@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Greatest, Least
 
-from .api_keys import check_api_key_env
+from .api_keys import check_api_base, check_api_key_env
 
 
 # Plain functions rather than MinValueValidator: DRF turns those into its own generic message.
@@ -35,6 +35,8 @@ def validate_engine_options(value) -> None:
     if not isinstance(value, dict):
         raise ValidationError('Engine options must be a JSON object, e.g. {"dtype": "bfloat16"}.')
     if "api_key_env" in value and (problem := check_api_key_env(value["api_key_env"])):
+        raise ValidationError(problem)
+    if "api_base" in value and (problem := check_api_base(value["api_base"])):
         raise ValidationError(problem)
 
 

@@ -118,7 +118,10 @@ def test_api_refuses_a_secret_as_api_key_env(cast, make_study):
             "engine_options": {"api_base": "https://evil.example/v1", "api_key_env": "SECRET_KEY"}}
     response = api.post("/api/v1/models/", body, format="json")
     assert response.status_code == 400 and "not an API-key variable" in json.dumps(response.json())
-    body["engine_options"]["api_key_env"] = "EVALSITE_API_KEY_TEACHER"
+    body["engine_options"] = {"api_base": "file:///etc/passwd", "api_key_env": "EVALSITE_API_KEY_TEACHER"}
+    response = api.post("/api/v1/models/", body, format="json")
+    assert response.status_code == 400 and "must be an http(s) URL" in json.dumps(response.json())
+    body["engine_options"]["api_base"] = "https://api.example/v1"
     assert api.post("/api/v1/models/", body, format="json").status_code == 201
 
 

@@ -66,6 +66,19 @@ def test_only_api_key_variables_are_ever_sent(scripted_endpoint, monkeypatch):
     assert server.requests[0]["auth"] == "Bearer sk-team"
 
 
+def test_api_base_must_be_an_allowed_host(scripted_endpoint, monkeypatch):
+    base, server = scripted_endpoint()
+    monkeypatch.setenv("EVALSITE_API_HOSTS", "api.openai.example")
+    with pytest.raises(GenerationError, match="not in EVALSITE_API_HOSTS"):
+        OpenAICompatBackend("m", {"api_base": base})
+    assert server.requests == []
+    monkeypatch.setenv("EVALSITE_API_HOSTS", "api.openai.example, 127.0.0.1")
+    OpenAICompatBackend("m", {"api_base": base}).generate([ChatPrompt("hi")], DecodingParams())
+    assert len(server.requests) == 1
+    with pytest.raises(GenerationError, match="must be an http"):
+        OpenAICompatBackend("m", {"api_base": "file:///etc/passwd"})
+
+
 def test_unauthorized_is_not_retried(scripted_endpoint):
     base, server = scripted_endpoint(default=401)
     backend = OpenAICompatBackend("m", {"api_base": base, **FAST})

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from evalsite.studies.api_keys import check_api_key_env
+from evalsite.studies.api_keys import check_api_base, check_api_key_env
 
 from .base import (
     ChatPrompt,
@@ -46,6 +46,8 @@ class OpenAICompatBackend(GenerationBackend):
             raise GenerationError(
                 'The openai backend needs engine_options.api_base, e.g. {"api_base": "http://host:8000/v1"}.'
             )
+        if problem := check_api_base(self.api_base):
+            raise GenerationError(problem)
         if not model_path:
             raise ModelNotFound("The openai backend needs the endpoint's model name in model_path.")
         headers = {"Content-Type": "application/json"}
