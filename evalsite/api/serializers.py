@@ -100,24 +100,7 @@ class LanguageModelSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = LanguageModel
-        fields = [
-            "id",
-            "study",
-            "alias",
-            "role",
-            "backend",
-            "model_path",
-            "temperature",
-            "top_p",
-            "max_tokens",
-            "seed",
-            "stop",
-            "system_prompt",
-            "samples_per_prompt",
-            "engine_options",
-            "fingerprint",
-            "created_at",
-        ]
+        fields = ["id", *LanguageModel.CONFIG_FIELDS, "fingerprint", "created_at"]
         read_only_fields = ["fingerprint", "created_at"]
         # Ranges, stop-sequence and engine-option shapes come from the model's field validators.
         extra_kwargs = {"samples_per_prompt": {"min_value": 1}}

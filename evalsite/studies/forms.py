@@ -16,21 +16,7 @@ class LanguageModelForm(forms.ModelForm):
 
     class Meta:
         model = LanguageModel
-        fields = (
-            "study",
-            "alias",
-            "role",
-            "backend",
-            "model_path",
-            "temperature",
-            "top_p",
-            "max_tokens",
-            "seed",
-            "stop",
-            "system_prompt",
-            "samples_per_prompt",
-            "engine_options",
-        )
+        fields = LanguageModel.CONFIG_FIELDS
 
     # Decoding parameters, stop sequences and engine options are checked by the model's field
     # validators (the API's serializer uses the same ones).

@@ -146,6 +146,12 @@ class LanguageModel(models.Model):
     fingerprint = models.CharField(max_length=64, blank=True, help_text="Hash of what produced the answers.")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # What a researcher sets, in the admin form and through the API alike.
+    CONFIG_FIELDS = (
+        "study", "alias", "role", "backend", "model_path", "temperature", "top_p", "max_tokens", "seed",
+        "stop", "system_prompt", "samples_per_prompt", "engine_options",
+    )
+
     objects = models.Manager()
     real = RealModelManager()  # the models a study compares (attention-check owner and judges excluded)
 
