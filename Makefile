@@ -10,13 +10,15 @@ demo:  ## embedded demo: SQLite, filesystem broker, local Celery worker, no serv
 	scripts/bootstrap.sh demo
 	$(PY) scripts/demo.py
 
-test:  ## the whole suite against PostgreSQL and Redis (slow tests included)
+test:  ## the whole suite against PostgreSQL and Redis (slow tests included), then the engine's tests on SQLite
 	scripts/bootstrap.sh test
 	DATABASE_URL=$(DATABASE_URL_TEST) CELERY_BROKER_URL=$(REDIS_URL_TEST) $(PY) -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=sqlite:///$(CURDIR)/data/evalsite.sqlite3 CELERY_BROKER_URL=$(REDIS_URL_TEST) $(PY) -m pytest -m engine $(PYTEST_ARGS)
 
 test-fast:  ## skip the slow tests (vLLM server, browser, simulations)
 	scripts/bootstrap.sh test
 	DATABASE_URL=$(DATABASE_URL_TEST) CELERY_BROKER_URL=$(REDIS_URL_TEST) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	DATABASE_URL=sqlite:///$(CURDIR)/data/evalsite.sqlite3 CELERY_BROKER_URL=$(REDIS_URL_TEST) $(PY) -m pytest -m "engine and not slow" $(PYTEST_ARGS)
 
 bench:  ## the four benchmarks; each prints its figures and ratio (see benchmarks/RESULTS.md)
 	$(PY) benchmarks/analysis.py

@@ -1,27 +1,26 @@
-"""Rater-loop benchmark: N simulated raters doing next → submit against gunicorn + PostgreSQL.
+"""Rater-loop benchmark: N simulated raters doing what a browser does, against gunicorn + PostgreSQL.
 
 Creates (drops and recreates) its own database, migrates and seeds it, starts gunicorn on a free
 port, lets every rater enter and consent through the HTML pages (httpx), then runs the raters for
 a fixed time on raw asyncio streams (uvloop when installed; a cheap load generator matters when it
-shares the cores with the server), prints cycles/s, latency percentiles and the CPU each side
-spent per cycle, then checks the database for collisions (a comparison over k, a rater who got a
-comparison twice, counters that disagree with the rows). Exit status 1 on a collision.
+shares the cores with the server). One cycle is the browser's path: the task page (GET, HTML),
+then the rating form's POST (every question answered, CSRF token from the page) and its 302 back
+to the task page, which is the next cycle's GET. It prints cycles/s, latency percentiles and the
+CPU each side spent per cycle, then checks the database for collisions (a comparison over k, a
+rater who got a comparison twice, counters that disagree with the rows). Exit status 1 on a
+collision.
 
     .venv/bin/python benchmarks/rater_loop.py --raters 100 --seconds 20
-
-The pages use the same engine as the JSON pair used here (``/r/<slug>/api/next/`` and
-``/r/<slug>/api/submit/<token>/``); the JSON pair skips the HTML templates and, on PostgreSQL,
-is one SQL statement per call. Each submit sends the CSRF header, as the page's script would.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -150,7 +149,7 @@ async def rater(i: int, base: str, run: dict, cycles: list, latencies: list, err
     await run["go"].wait()
     url = httpx.URL(base)
     http = RawHTTP(url.host, url.port, cookies)
-    headers = f"X-CSRFToken: {csrf}\r\nContent-Type: application/json\r\n"
+    headers = "Content-Type: application/x-www-form-urlencoded\r\n"
     try:
         while time.perf_counter() < run["deadline"]:
             try:
@@ -175,25 +174,41 @@ async def enter(i: int, base: str) -> tuple[dict | None, str]:
         return dict(client.cookies.items()), csrf
 
 
+_ACTION = re.compile(rb'action="(/r/[^"]+/task/[A-Za-z0-9_-]+/)"')
+_CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+_RADIO = re.compile(rb'type="radio" name="([a-z_]+)" value="([a-z0-9_]+)"')
+
+
+def fill_form(page: bytes) -> tuple[str, bytes] | None:
+    """The form a rater submits for this task page: every question answered, as a browser sends it."""
+    action = _ACTION.search(page)
+    csrf = _CSRF.search(page)
+    if action is None or csrf is None:
+        return None
+    choices: dict[bytes, list[bytes]] = {}
+    for name, value in _RADIO.findall(page):
+        choices.setdefault(name, []).append(value)
+    fields = {b"csrfmiddlewaretoken": csrf.group(1), b"error_spans": b"[]", b"client_ms": b"4321"}
+    fields.update({name: random.choice(values) for name, values in choices.items()})
+    body = b"&".join(k + b"=" + v.replace(b"+", b"%2B") for k, v in fields.items())
+    return action.group(1).decode(), body
+
+
 async def cycle(http: RawHTTP, headers: str, cycles: list, latencies: list, errors: list) -> bool:
-    """One next → submit cycle (latencies in seconds); ``False`` when this rater should stop."""
+    """One task page → form POST cycle (latencies in seconds); ``False`` when this rater should stop."""
     t0 = time.perf_counter()
-    status, body = await http.request("GET", f"/r/{SLUG}/api/next/")
+    status, page = await http.request("GET", f"/r/{SLUG}/task/")
     t1 = time.perf_counter()
-    task = json.loads(body)
-    if status != 200 or task.get("done"):
-        errors.append(f"next {status} {task}")
+    form = fill_form(page) if status == 200 else None
+    if form is None:
+        errors.append(f"task page {status} {page[:200]!r}")
         return False
-    rating = {
-        "preference": random.choice(["left", "right", "tie", "both_bad"]),
-        "strength": 3,
-        "client_ms": 1234,
-    }
-    status, body = await http.request("POST", task["submit_url"], json.dumps(rating).encode(), headers)
+    action, body = form
+    status, reply = await http.request("POST", action, body, headers)
     t2 = time.perf_counter()
-    if status != 200:
-        errors.append(f"submit {status} {body[:200]!r}")
-        return status == 409  # an expired lease: take the next task
+    if status != 302:
+        errors.append(f"submit {status} {reply[:200]!r}")
+        return False
     latencies.append(t1 - t0)
     latencies.append(t2 - t1)
     cycles.append(t2 - t0)

@@ -1,22 +1,21 @@
 """The lease engine: which comparison a rater sees next, and how a rating is stored.
 
-Every write goes through :func:`lease_next`, :func:`submit` or :func:`expire_stale_leases`, each one
-transaction. ``Comparison.n_live`` / ``n_submitted`` are updated in the same transaction as the
-assignment rows they count, so the redundancy bound (k) is checked on a locked row:
+This module is the only place that writes :class:`Assignment` and :class:`Rating` rows or moves the
+``Comparison.n_live`` / ``n_submitted`` and ``Rater`` counters. Every write goes through
+:func:`lease_next`, :func:`submit`, :func:`release_live_lease` or :func:`expire_stale_leases`, each
+one transaction. The same code runs on PostgreSQL (production, the benchmark) and SQLite (the
+demo), and its tests run on both in CI:
 
-* PostgreSQL: the candidate comparison is picked with ``SELECT … FOR UPDATE SKIP LOCKED``; a
-  concurrent rater skips rows another transaction holds instead of queueing behind it, and the
-  WHERE clause is re-checked on the locked row, so k can never be exceeded.
-* SQLite (the demo): ``select_for_update`` is a no-op, but the settings open every transaction
-  ``IMMEDIATE``, so writers serialize and the same code is correct.
+* PostgreSQL: the candidate comparison is picked and its live counter bumped in one ``UPDATE …
+  WHERE id = (SELECT … FOR UPDATE SKIP LOCKED) RETURNING id``; a concurrent rater skips rows another
+  transaction holds instead of queueing behind it, and the bound (k) is re-checked on the locked
+  row, so k can never be exceeded.
+* SQLite: there is no row locking, but the settings open every transaction ``IMMEDIATE``, so
+  writers serialize and the same statements are correct.
 
-The unique constraints on :class:`Assignment` (one lease per rater×comparison, one live lease per
+The rater's row is locked first in every transaction, which serializes one rater's tabs; the
+unique constraints on :class:`Assignment` (one lease per rater×comparison, one live lease per
 rater) are the last line of defence, not the mechanism.
-
-On PostgreSQL the common case of a lease and of a submission runs as one prepared SQL statement
-(:mod:`.pg_hotpath`): same rules, same locks, one round trip instead of nine. The ORM code below is
-what SQLite runs, and what PostgreSQL falls back to for the rare cases (the rater's own lease ran
-out, a blocked rater still holds one, a rating with error spans).
 
 Lock order is always rater → assignment → comparison; the sweep takes assignments (skipping locked
 ones) then comparisons in id order. Nothing waits for a lock while holding a comparison lock it
@@ -32,13 +31,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from evalsite.studies.models import Comparison, Prompt, Response, Study
+from evalsite.studies.models import Comparison, Study
 
-from . import pg_hotpath, quality
+from . import quality
 from .models import Assignment, Rater, Rating
 from .rendering import display_span_to_raw
 
@@ -50,9 +49,6 @@ EXPIRED = Assignment.Status.EXPIRED
 # they hold back a slot, and the pick retries after a sweep when it finds nothing (see below).
 SWEEP_INTERVAL_SECONDS = 5.0
 _last_sweep: dict[int, float] = {}
-# A retry sees everything committed before it, so only a third operation of the same rater within
-# milliseconds can need another; the tab race test sees ~14 single retries per 32 leases.
-RACE_RETRIES = 2
 # How many of the least-rated comparisons the fast path of a lease chooses among at random.
 PICK_WINDOW = 64
 
@@ -124,10 +120,6 @@ def lease_next(rater: Rater, study: Study, *, now: datetime | None = None) -> As
 
 
 def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
-    if connection.vendor == "postgresql":
-        found = retry_race(lambda: pg_hotpath.lease(rater.pk, now, window=PICK_WINDOW, study_id=study.pk))
-        if found is not pg_hotpath.SLOW:
-            return from_lease(found, rater)
     with transaction.atomic():
         # The rater row serializes one rater's tabs; it also gives fresh quota/blocked values.
         locked = Rater.objects.select_for_update().get(pk=rater.pk)
@@ -142,12 +134,11 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
 
         comparison_id = None
         if study.attention_check_rate > 0 and random.random() < study.attention_check_rate:
-            comparison_id = _pick(rater, study, attention=True)
+            comparison_id = _take(rater, study, attention=True)
         if comparison_id is None:
-            comparison_id = _pick(rater, study, attention=False)
+            comparison_id = _take(rater, study, attention=False)
         if comparison_id is None:
             return None
-        Comparison.objects.filter(pk=comparison_id).update(n_live=F("n_live") + 1)
         return Assignment.objects.create(
             rater_id=rater.pk,
             comparison_id=comparison_id,
@@ -159,107 +150,46 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
         )
 
 
-def retry_race(statement):
-    """Run a one-statement hot-path operation; retry if a concurrent tab won a unique race.
-
-    Outside a transaction the statement is its own transaction (one round trip); inside one (tests,
-    callers' atomic blocks) a savepoint keeps the outer transaction usable after the retry.
-    """
-    for attempt in range(RACE_RETRIES + 1):
-        try:
-            if connection.in_atomic_block:
-                with transaction.atomic():
-                    return statement()
-            return statement()
-        except IntegrityError:
-            if attempt == RACE_RETRIES:
-                raise
-    raise AssertionError("unreachable")
-
-
-def loaded(model, **values):
-    """A model instance as if read from the database with only these columns.
-
-    ``from_db`` marks the other fields deferred, so nothing half-loaded can be saved by mistake.
-    """
-    fields = [f for f in model._meta.concrete_fields if f.attname in values]
-    return model.from_db(
-        "default",
-        [f.attname for f in fields],
-        # Raw cursors skip the fields' converters (JSON arrives as text on psycopg): apply them.
-        [
-            f.from_db_value(values[f.attname], None, connection) if hasattr(f, "from_db_value") else values[f.attname]
-            for f in fields
-        ],
-    )
-
-
-def from_lease(found: pg_hotpath.Lease | None, rater: Rater) -> Assignment | None:
-    """The assignment of a one-statement lease, its comparison and texts attached (no queries)."""
-    if found is None:
-        return None  # the rater is not in this study
-    rater.blocked = found.blocked
-    rater.tasks_submitted = found.tasks_submitted
-    if not found.study_live or found.kind is None:
-        return None
-    comparison = loaded(
-        Comparison,
-        id=found.comparison_id,
-        study_id=found.study_id,
-        prompt_id=found.prompt_id,
-        response_a_id=found.response_a_id,
-        response_b_id=found.response_b_id,
-        is_attention_check=found.is_attention_check,
-    )
-    comparison.prompt = loaded(Prompt, id=found.prompt_id, text=found.prompt_text)
-    comparison.response_a = loaded(Response, id=found.response_a_id, text=found.text_a)
-    comparison.response_b = loaded(Response, id=found.response_b_id, text=found.text_b)
-    assignment = loaded(
-        Assignment,
-        id=found.assignment_id,
-        rater_id=rater.pk,
-        comparison_id=found.comparison_id,
-        token=found.token,
-        left_side=found.left_side,
-        status=LIVE,
-        leased_at=found.leased_at,
-        expires_at=found.expires_at,
-        submitted_at=None,
-    )
-    assignment.comparison = comparison
-    return assignment
-
-
 # The pick is the hottest query of the site, so it is written out once, by hand, instead of being
-# recompiled by the ORM on every lease. The same SQL runs on PostgreSQL and SQLite; only the
-# locking clause differs. ``{window}`` is either empty (the full query) or the fast-path filter.
-_PICK_SQL = """
-SELECT c.id FROM {comparison} c
-WHERE c.study_id = %(study)s AND c.is_attention_check = %(attention)s
-  AND c.n_submitted + c.n_live < %(bound)s
-  AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.rater_id = %(rater)s AND a.comparison_id = c.id)
-  {window}
-ORDER BY c.n_submitted, c.n_live, RANDOM()
-LIMIT 1 {lock}
+# recompiled by the ORM on every lease. The same statement runs on PostgreSQL and SQLite (3.35+ for
+# RETURNING); only the locking clause differs. It picks the least-rated eligible comparison and
+# counts the new live lease on it in one round trip. ``{window}`` is either empty (the full query)
+# or the fast-path filter.
+_TAKE_SQL = """
+UPDATE {comparison} SET n_live = n_live + 1
+WHERE id = (
+    SELECT c.id FROM {comparison} c
+    WHERE c.study_id = %(study)s AND c.is_attention_check = %(attention)s
+      AND c.n_submitted + c.n_live < %(bound)s
+      AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.rater_id = %(rater)s AND a.comparison_id = c.id)
+      {window}
+    ORDER BY c.n_submitted, c.n_live, RANDOM()
+    LIMIT 1 {lock})
+  AND n_submitted + n_live < %(bound)s
+RETURNING id
 """
 _WINDOW_SQL = """AND c.id IN (
-    SELECT w.id FROM {comparison} w
-    WHERE w.study_id = %(study)s AND w.is_attention_check = %(attention)s
-      AND w.n_submitted + w.n_live < %(bound)s
-      AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.rater_id = %(rater)s AND a.comparison_id = w.id)
-    ORDER BY w.n_submitted LIMIT %(window)s)"""
+        SELECT w.id FROM {comparison} w
+        WHERE w.study_id = %(study)s AND w.is_attention_check = %(attention)s
+          AND w.n_submitted + w.n_live < %(bound)s
+          AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.rater_id = %(rater)s AND a.comparison_id = w.id)
+        ORDER BY w.n_submitted LIMIT %(window)s)"""
 _NO_BOUND = 2**31 - 1  # attention checks are not bound by k
+_take_sql_cache: dict[tuple[str, bool], str] = {}
 
 
-def _pick_sql(windowed: bool) -> str:
-    lock = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    names = {"comparison": Comparison._meta.db_table, "assignment": Assignment._meta.db_table}
-    window = _WINDOW_SQL.format(**names) if windowed else ""
-    return _PICK_SQL.format(window=window, lock=lock, **names)
+def _take_sql(windowed: bool) -> str:
+    key = (connection.vendor, windowed)
+    if key not in _take_sql_cache:
+        lock = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+        names = {"comparison": Comparison._meta.db_table, "assignment": Assignment._meta.db_table}
+        window = _WINDOW_SQL.format(**names) if windowed else ""
+        _take_sql_cache[key] = _TAKE_SQL.format(window=window, lock=lock, **names)
+    return _take_sql_cache[key]
 
 
-def _pick(rater: Rater, study: Study, *, attention: bool) -> int | None:
-    """Lock and return the id of the least-rated comparison this rater may take, or ``None``.
+def _take(rater: Rater, study: Study, *, attention: bool) -> int | None:
+    """Take a slot on the least-rated comparison this rater may see; its id, or ``None``.
 
     Eligible: in the study, of the asked kind, not yet leased to this rater, and (unless it is an
     attention check) fewer than k submitted-plus-live ratings. PostgreSQL re-checks that bound on
@@ -278,7 +208,7 @@ def _pick(rater: Rater, study: Study, *, attention: bool) -> int | None:
     }
     with connection.cursor() as cursor:
         for windowed in (True, False):
-            cursor.execute(_pick_sql(windowed), params)
+            cursor.execute(_take_sql(windowed), params)
             row = cursor.fetchone()
             if row is not None:
                 return row[0]
@@ -346,10 +276,7 @@ def submit(token: str, rater: Rater, payload: RatingInput, *, now: datetime | No
     should take the next).
     """
     now = now or timezone.now()
-    if connection.vendor == "postgresql" and not payload.error_spans:
-        rating = _submit_pg(token, rater, payload, now)  # spans need the response text: ORM path
-    else:
-        rating = _submit(token, rater, payload, now)
+    rating = _submit(token, rater, payload, now)
     if rating is None:
         # Raised outside the transaction so that returning the lease to the pool is committed.
         raise LeaseExpired("Your time for this task ran out, so it went to someone else. Here is the next one.")
@@ -403,21 +330,6 @@ def _submit(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Ra
         quality.apply(rating, locked_rater, study)
         _copy_counters(locked_rater, rater)
     return rating
-
-
-def _submit_pg(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Rating | None:
-    done = retry_race(lambda: pg_hotpath.submit(token, rater.pk, now, payload))
-    if done.status is None:
-        raise AssignmentNotFound("This task is not yours or does not exist. Open the study link again.")
-    if done.status == SUBMITTED:
-        return Rating.objects.get(assignment_id=done.assignment_id)
-    if not done.study_live:
-        raise StudyNotLive(STUDY_NOT_LIVE)  # the statement stored and changed nothing
-    if not done.stored:
-        return None  # expired (the statement returned it to the pool) or the rater is blocked
-    for name, value in done.rater_counters.items():
-        setattr(rater, name, value)
-    return loaded(Rating, **done.rating_row)
 
 
 def _stored_winner(assignment: Assignment, preference: str) -> str:

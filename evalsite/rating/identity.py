@@ -67,7 +67,7 @@ def rater_id_from_cookie(request: HttpRequest, slug: str) -> int | None:
     """The rater id this browser's signed cookie for the study holds (no query), or ``None``.
 
     The signature covers the cookie's name, which contains the slug; callers still check that the
-    rater belongs to the study (the JSON pair does it inside its one statement).
+    rater belongs to the study (:func:`rater_from_cookie` does it in its query).
     """
     try:
         return int(request.get_signed_cookie(cookie_name(slug), salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE))

@@ -12,6 +12,4 @@ urlpatterns = [
     path("<slug:slug>/task/", views.task, name="task"),
     path("<slug:slug>/task/<str:token>/", views.submit, name="submit"),
     path("<slug:slug>/done/", views.done, name="done"),
-    path("<slug:slug>/api/next/", views.api_next, name="api_next"),
-    path("<slug:slug>/api/submit/<str:token>/", views.api_submit, name="api_submit"),
 ]

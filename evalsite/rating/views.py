@@ -1,4 +1,4 @@
-"""Rater pages: entry, consent, task, submit, completion, plus a JSON pair for next/submit.
+"""Rater pages: entry, consent, task, submit (a form POST and its redirect), completion.
 
 Views are thin: identify the rater, call the engine (:mod:`.assignment`), render. Rater pages are
 frameable (MTurk shows them in an iframe); everything else in the site stays ``X-Frame-Options:
@@ -7,10 +7,9 @@ DENY``. Model identities never reach a page: the only handle is the assignment's
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -22,9 +21,8 @@ from evalsite.studies.models import Comparison, Study
 
 from . import assignment as engine
 from .forms import RatingFormError, parse_rating
-from .identity import enter, parse_entry, rater_from_cookie, rater_id_from_cookie, set_rater_cookie
+from .identity import enter, parse_entry, rater_from_cookie, set_rater_cookie
 from .models import Assignment, Rater
-from .next_task import next_task, study_form
 from .rendering import display_text, render_markdown
 
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete"
@@ -212,86 +210,10 @@ def _blocked(request: HttpRequest, study: Study) -> HttpResponse:
     )
 
 
-# --- JSON pair (same engine; the hot path for page scripts, scripted clients and the benchmark) ---
-# No session, user or template work: the rater comes from the signed cookie, and on PostgreSQL
-# each call is one SQL statement (see next_task.py and pg_hotpath.py). The submit is still
-# CSRF-checked by the middleware (X-CSRFToken header against the csrftoken cookie).
-
-_NO_RATER = {"error": "Open the study link first."}
-
-
-@xframe_options_exempt
-@require_GET
-def api_next(request: HttpRequest, slug: str) -> JsonResponse:
-    """The rater's current or next task as JSON (HTML already sanitized), or ``done``."""
-    rater_id = rater_id_from_cookie(request, slug)
-    if rater_id is None:
-        return JsonResponse(_NO_RATER, status=403)
-    found = next_task(rater_id, slug)
-    if found.state == "no_rater":
-        return JsonResponse(_NO_RATER, status=403)
-    if found.state == "not_live":
-        return JsonResponse({"error": "This study is not running right now.", "done": True}, status=409)
-    if found.state == "not_consented":
-        return JsonResponse({"error": "Please read and accept the consent form first."}, status=403)
-    if found.state == "done":
-        return JsonResponse({"done": True, "done_url": reverse("rating:done", kwargs={"slug": slug})})
-    leased = found.assignment
-    comparison = _comparison_of(leased)
-    left, right = (
-        (comparison.response_a, comparison.response_b)
-        if leased.left_side == "A"
-        else (comparison.response_b, comparison.response_a)
-    )
-    return JsonResponse(
-        {
-            "done": False,
-            "token": leased.token,
-            "submit_url": reverse("rating:api_submit", kwargs={"slug": slug, "token": leased.token}),
-            "number": found.number,
-            "total": found.total,
-            "prompt_html": render_markdown(comparison.prompt.text),
-            "left": _side(left),
-            "right": _side(right),
-        }
-    )
-
-
-@xframe_options_exempt
-@require_POST
-def api_submit(request: HttpRequest, slug: str, token: str) -> JsonResponse:
-    """Store a rating sent as JSON (idempotent per token); the page then asks for the next task."""
-    rater_id = rater_id_from_cookie(request, slug)
-    study = study_form(slug) if rater_id is not None else None
-    if study is None:
-        return JsonResponse(_NO_RATER, status=403)
-    study_id, form = study
-    try:
-        data = json.loads(request.body or b"{}")
-        if not isinstance(data, dict):
-            raise RatingFormError("Send a JSON object.")
-        # The engine touches only this rater's lease (token and rater id must both match).
-        rater = engine.loaded(Rater, id=rater_id, study_id=study_id)
-        rating = engine.submit(token, rater, parse_rating(data, form))
-    except json.JSONDecodeError:
-        return JsonResponse({"error": "The body is not valid JSON."}, status=400)
-    except engine.LeaseExpired as exc:
-        return JsonResponse({"error": str(exc), "expired": True}, status=409)
-    except engine.StudyNotLive as exc:
-        return JsonResponse({"error": str(exc), "done": True}, status=409)
-    except engine.AssignmentNotFound as exc:
-        return JsonResponse({"error": str(exc)}, status=404)
-    except (RatingFormError, engine.LeaseError) as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    return JsonResponse({"ok": True, "rating": rating.pk})
-
-
 # --- page context ----------------------------------------------------------------------------
 
 
 def _comparison_of(leased: Assignment) -> Comparison:
-    if Assignment.comparison.is_cached(leased):  # the PostgreSQL lease brings the texts along
-        return leased.comparison
     return Comparison.objects.select_related("prompt", "response_a", "response_b").get(pk=leased.comparison_id)
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of the lease engine on the test database (PostgreSQL in CI)."""
+"""Unit tests of the lease engine; CI runs them on PostgreSQL and again on SQLite (``-m engine``)."""
 
 from datetime import timedelta
 
@@ -11,7 +11,7 @@ from evalsite.rating.attention import build_attention_checks
 from evalsite.rating.models import Assignment, Rating
 from evalsite.studies.models import Comparison
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.engine]
 
 
 @pytest.fixture(autouse=True)

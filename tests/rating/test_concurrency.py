@@ -1,10 +1,11 @@
-"""Many raters leasing at once on real PostgreSQL: k is never exceeded, nobody sees a pair twice."""
+"""Many raters leasing at once (PostgreSQL row locks, SQLite serialized writers): k is never exceeded,
+nobody sees a pair twice."""
 
 import threading
 from collections import Counter
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from evalsite.rating import assignment as engine
 from evalsite.rating.assignment import RatingInput
@@ -15,13 +16,12 @@ N_RATERS = 24
 
 
 @pytest.mark.slow
+@pytest.mark.engine
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("window", [64, 2], ids=["fast-path", "window-exhausted-fallback"])
 def test_parallel_raters_never_exceed_k_or_repeat(live_study, make_rater, monkeypatch, window):
     # With a window of 2, concurrent raters constantly find it locked and take the full query.
     monkeypatch.setattr(engine, "PICK_WINDOW", window)
-    if connection.vendor != "postgresql":
-        pytest.skip("row locking (SKIP LOCKED) is what this test exercises; it needs PostgreSQL")
     study = live_study(
         slug="crowd", n_prompts=10, roles=("teacher", "imitation", "base"), redundancy=3, tasks_per_rater=8
     )
