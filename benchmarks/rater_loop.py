@@ -4,8 +4,9 @@ Creates (drops and recreates) its own database, migrates and seeds it, starts gu
 port, lets every rater enter and consent through the HTML pages (httpx), then runs the raters for
 a fixed time on raw asyncio streams (uvloop when installed; a cheap load generator matters when it
 shares the cores with the server). One cycle is the browser's path: the task page (GET, HTML),
-then the rating form's POST (every question answered, CSRF token from the page) and its 302 back
-to the task page, which is the next cycle's GET. It prints cycles/s, latency percentiles and the
+then the rating form's POST (every question answered) and its 302 back to the task page, which is
+the next cycle's GET. The rater token travels in the URLs, as for a worker whose browser blocks
+cookies. It prints cycles/s, latency percentiles and the
 CPU each side spent per cycle, then checks the database for collisions (a comparison over k, a
 rater who got a comparison twice, counters that disagree with the rows). Exit status 1 on a
 collision.
@@ -109,7 +110,7 @@ class RawHTTP:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> tuple[int, bytes]:
+    async def request(self, method: str, path: str, body: bytes = b"", headers: str = "") -> tuple[int, bytes, dict]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         head = (
@@ -124,7 +125,7 @@ class RawHTTP:
         payload = await self.reader.readexactly(int(fields.get("content-length", "0")))
         if fields.get("connection", "").lower() == "close":
             await self.close()
-        return status, payload
+        return status, payload, fields
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -134,9 +135,9 @@ class RawHTTP:
 
 async def rater(i: int, base: str, run: dict, cycles: list, latencies: list, errors: list) -> None:
     """Enter and consent (full pages), wait until every rater has, then cycle until the deadline."""
-    cookies, csrf = None, ""
+    cookies, task_url = None, ""
     try:
-        cookies, csrf = await enter(i, base)
+        cookies, task_url = await enter(i, base)
     except httpx.HTTPError as exc:
         errors.append(f"entry {exc!r}")
     finally:
@@ -148,12 +149,14 @@ async def rater(i: int, base: str, run: dict, cycles: list, latencies: list, err
         return
     await run["go"].wait()
     url = httpx.URL(base)
-    http = RawHTTP(url.host, url.port, cookies)
+    # The rater token travels in the URLs (as in a browser that blocks cookies); no cookie is sent.
+    http = RawHTTP(url.host, url.port, {})
     headers = "Content-Type: application/x-www-form-urlencoded\r\n"
+    state = {"url": task_url}
     try:
         while time.perf_counter() < run["deadline"]:
             try:
-                if not await cycle(http, headers, cycles, latencies, errors):
+                if not await cycle(http, headers, state, cycles, latencies, errors):
                     return
             except (OSError, asyncio.IncompleteReadError) as exc:
                 errors.append(f"transport {exc!r}")
@@ -164,51 +167,49 @@ async def rater(i: int, base: str, run: dict, cycles: list, latencies: list, err
 
 
 async def enter(i: int, base: str) -> tuple[dict | None, str]:
-    """A rater's entry link and consent through the HTML pages; its cookies and CSRF token."""
+    """A rater's entry link and consent through the HTML pages; its cookies and first task URL."""
     async with httpx.AsyncClient(base_url=base, timeout=30.0) as client:
         r = await client.get(f"/r/{SLUG}/?PROLIFIC_PID=bench-{i}&STUDY_ID=s&SESSION_ID=x", follow_redirects=True)
-        csrf = client.cookies.get("csrftoken")
-        r = await client.post(f"/r/{SLUG}/consent/", data={"agree": "yes", "csrfmiddlewaretoken": csrf})
+        r = await client.post(r.url, data={"agree": "yes"})
         if r.status_code != 302:
             return None, ""
-        return dict(client.cookies.items()), csrf
+        return dict(client.cookies.items()), r.headers["location"]
 
 
-_ACTION = re.compile(rb'action="(/r/[^"]+/task/[A-Za-z0-9_-]+/)"')
-_CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
+_ACTION = re.compile(rb'action="(/r/[^"]+/task/[A-Za-z0-9_-]+/\?t=[^"]+)"')
 _RADIO = re.compile(rb'type="radio" name="([a-z_]+)" value="([a-z0-9_]+)"')
 
 
 def fill_form(page: bytes) -> tuple[str, bytes] | None:
     """The form a rater submits for this task page: every question answered, as a browser sends it."""
     action = _ACTION.search(page)
-    csrf = _CSRF.search(page)
-    if action is None or csrf is None:
+    if action is None:
         return None
     choices: dict[bytes, list[bytes]] = {}
     for name, value in _RADIO.findall(page):
         choices.setdefault(name, []).append(value)
-    fields = {b"csrfmiddlewaretoken": csrf.group(1), b"error_spans": b"[]", b"client_ms": b"4321"}
+    fields = {b"error_spans": b"[]", b"client_ms": b"4321"}
     fields.update({name: random.choice(values) for name, values in choices.items()})
     body = b"&".join(k + b"=" + v.replace(b"+", b"%2B") for k, v in fields.items())
-    return action.group(1).decode(), body
+    return action.group(1).decode().replace("&amp;", "&"), body
 
 
-async def cycle(http: RawHTTP, headers: str, cycles: list, latencies: list, errors: list) -> bool:
+async def cycle(http: RawHTTP, headers: str, state: dict, cycles: list, latencies: list, errors: list) -> bool:
     """One task page → form POST cycle (latencies in seconds); ``False`` when this rater should stop."""
     t0 = time.perf_counter()
-    status, page = await http.request("GET", f"/r/{SLUG}/task/")
+    status, page, _ = await http.request("GET", state["url"])
     t1 = time.perf_counter()
     form = fill_form(page) if status == 200 else None
     if form is None:
         errors.append(f"task page {status} {page[:200]!r}")
         return False
     action, body = form
-    status, reply = await http.request("POST", action, body, headers)
+    status, reply, fields = await http.request("POST", action, body, headers)
     t2 = time.perf_counter()
     if status != 302:
         errors.append(f"submit {status} {reply[:200]!r}")
         return False
+    state["url"] = fields["location"]  # the redirect a browser follows: the next task page
     latencies.append(t1 - t0)
     latencies.append(t2 - t1)
     cycles.append(t2 - t0)

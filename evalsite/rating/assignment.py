@@ -51,6 +51,9 @@ SWEEP_INTERVAL_SECONDS = 5.0
 _last_sweep: dict[int, float] = {}
 # How many of the least-rated comparisons the fast path of a lease chooses among at random.
 PICK_WINDOW = 64
+# A rater's first lease is this short until the page reports an interaction (:func:`touch`):
+# made-up worker ids that open the link and walk away must not hold slots for a full lease.
+FIRST_LEASE_SECONDS = 120
 
 
 class LeaseError(Exception):
@@ -139,6 +142,9 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
             comparison_id = _take(rater, study, attention=False)
         if comparison_id is None:
             return None
+        seconds = study.lease_seconds
+        if locked.tasks_submitted == 0:
+            seconds = min(seconds, FIRST_LEASE_SECONDS)
         return Assignment.objects.create(
             rater_id=rater.pk,
             comparison_id=comparison_id,
@@ -146,8 +152,47 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
             left_side=random.choice("AB"),
             status=LIVE,
             leased_at=now,
-            expires_at=now + timedelta(seconds=study.lease_seconds),
+            expires_at=now + timedelta(seconds=seconds),
         )
+
+
+def touch(token: str, rater: Rater, study: Study, *, now: datetime | None = None) -> bool:
+    """The rater interacted with the task: extend a short first lease to the study's full lease.
+
+    Returns whether the lease is live. An expired lease stays expired (its slot may be gone).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        live = (
+            Assignment.objects.select_for_update()
+            .filter(token=token, rater_id=rater.pk, status=LIVE, expires_at__gt=now)
+            .first()
+        )
+        if live is None:
+            return False
+        full = live.leased_at + timedelta(seconds=study.lease_seconds)
+        if live.expires_at < full:
+            Assignment.objects.filter(pk=live.pk).update(expires_at=full)
+    return True
+
+
+def _open_for(rater: Rater, study: Study):
+    """Comparisons this rater has not seen that still need ratings (attention checks aside)."""
+    return Comparison.objects.filter(
+        study_id=study.pk, is_attention_check=False, n_submitted__lt=study.redundancy
+    ).exclude(assignments__rater_id=rater.pk)
+
+
+def work_held_by_others(rater: Rater, study: Study) -> bool:
+    """Whether the only work left for this rater is leased by others (it may free up)."""
+    return _open_for(rater, study).exists()
+
+
+def tasks_within_reach(rater: Rater, study: Study) -> int:
+    """How many tasks this rater can still get in all, counting the one they hold now (if any)."""
+    live = Assignment.objects.filter(rater_id=rater.pk, status=LIVE).exists()
+    left = study.tasks_per_rater - rater.tasks_submitted
+    return min(left, _open_for(rater, study)[: max(left, 0)].count() + int(live))
 
 
 # The pick is the hottest query of the site, so it is written out once, by hand, instead of being

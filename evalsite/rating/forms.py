@@ -1,14 +1,17 @@
-"""Parse a rating from the task page's form or the JSON endpoint into a :class:`RatingInput`.
+"""Parse a rating from the task page's form into a :class:`RatingInput`.
 
-Both carry the same field names, in screen terms (``left``/``right``): ``preference``,
-``strength``, ``style_<side>_<aspect>``, ``correct_<side>``, ``error_spans`` (a JSON list of
-``{"side", "start", "end"}``), ``rationale``, ``client_ms``. Only ``preference`` is required;
-questions the study's rating form does not ask are ignored.
+Field names are in screen terms (``left``/``right``): ``preference``, ``strength``,
+``style_<side>_<aspect>``, ``correct_<side>``, ``error_spans`` (a JSON list of
+``{"side", "start", "end"}``), ``rationale``, ``client_ms``. Questions the study's rating form
+does not ask are ignored. Which answers are required is defined once, by :func:`required_fields`:
+the page marks those inputs and checks them before submitting, and :func:`parse_rating` refuses a
+submission without them.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 
 from .assignment import RatingInput
@@ -18,6 +21,16 @@ PREFERENCES = ("left", "right", "tie", "both_bad")
 CORRECTNESS = ("correct", "error", "unsure")
 MAX_SPANS = 50
 MAX_RATIONALE = 5000
+MAX_CLIENT_MS = 7 * 24 * 3600 * 1000  # a week: anything longer is a broken clock
+# The questions a study's form can require, as they are named in ``rating_form["required"]``.
+QUESTIONS = ("preference", "correctness", "strength", "style", "rationale")
+FIELD_LABELS = {
+    "preference": "which answer is better",
+    "correct": "whether Answer {n} is correct",
+    "strength": "how strong your preference is",
+    "style": "the {aspect} score of Answer {n}",
+    "rationale": "a short reason",
+}
 
 
 class RatingFormError(ValueError):
@@ -36,8 +49,46 @@ def _int(value, name: str, low: int, high: int) -> int | None:
     return number
 
 
+def required_questions(rating_form: dict) -> list[str]:
+    """The questions a rater must answer: the form's ``required`` list, or the default.
+
+    Default: the overall verdict, and correctness of each answer when the form asks it (the
+    substance questions are what the study exists for). A required question the form does not ask
+    is ignored.
+    """
+    asked = {
+        "preference": True,
+        "correctness": bool(rating_form.get("correctness")),
+        "strength": bool(rating_form.get("strength")),
+        "style": bool(rating_form.get("style_aspects")),
+        "rationale": bool(rating_form.get("rationale")),
+    }
+    default = ["preference", "correctness"]
+    listed = rating_form.get("required", default)
+    return [q for q in QUESTIONS if q in listed and asked[q]]
+
+
+def required_fields(rating_form: dict) -> list[tuple[str, str]]:
+    """The input names that must carry an answer, each with how the page names it to the rater."""
+    fields = []
+    for question in required_questions(rating_form):
+        if question == "correctness":
+            fields += [(f"correct_{side}", FIELD_LABELS["correct"].format(n=n)) for n, side in enumerate(SIDES, 1)]
+        elif question == "style":
+            for n, side in enumerate(SIDES, 1):
+                for aspect in rating_form.get("style_aspects", []):
+                    label = FIELD_LABELS["style"].format(aspect=aspect.replace("_", " "), n=n)
+                    fields.append((f"style_{side}_{aspect}", label))
+        else:
+            fields.append((question, FIELD_LABELS[question]))
+    return fields
+
+
 def parse_rating(data: Mapping, rating_form: dict) -> RatingInput:
     """Validate a submission against the study's rating form."""
+    missing = [label for name, label in required_fields(rating_form) if not str(data.get(name) or "").strip()]
+    if missing:
+        raise RatingFormError(f"Please answer {', '.join(missing)} before submitting.")
     preference = data.get("preference")
     if preference not in PREFERENCES:
         raise RatingFormError("Please choose which answer is better (or tie / both bad) before submitting.")
@@ -64,9 +115,13 @@ def parse_rating(data: Mapping, rating_form: dict) -> RatingInput:
         result.rationale = str(data.get("rationale") or "")[:MAX_RATIONALE].strip()
     client_ms = data.get("client_ms")
     try:
-        result.client_seconds = float(client_ms) / 1000.0 if client_ms not in (None, "") else None
+        millis = float(client_ms) if client_ms not in (None, "") else None
     except (TypeError, ValueError):
-        result.client_seconds = None  # a broken browser clock is not the rater's fault
+        millis = None
+    # A broken browser clock is not the rater's fault: store nothing rather than refuse. Never
+    # store a non-finite number (the API and the JSON export could not represent it).
+    if millis is not None and math.isfinite(millis) and 0 <= millis <= MAX_CLIENT_MS:
+        result.client_seconds = millis / 1000.0
     return result
 
 

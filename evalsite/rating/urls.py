@@ -11,5 +11,6 @@ urlpatterns = [
     path("<slug:slug>/consent/", views.consent, name="consent"),
     path("<slug:slug>/task/", views.task, name="task"),
     path("<slug:slug>/task/<str:token>/", views.submit, name="submit"),
+    path("<slug:slug>/task/<str:token>/touch/", views.touch, name="touch"),
     path("<slug:slug>/done/", views.done, name="done"),
 ]

@@ -7,9 +7,13 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from evalsite.rating.identity import pseudonym
 from evalsite.rating.models import Assignment, Rater, Rating
 from evalsite.studies import lifecycle
 from evalsite.studies.models import Comparison, LanguageModel
+
+from .pages import ANSWERED, token_of
+from .pages import enter_and_consent as consent_and_first_task
 
 pytestmark = [pytest.mark.django_db, pytest.mark.engine]
 
@@ -20,27 +24,15 @@ XSS = (
 )
 
 
-def consent_and_first_task(client, study, query=""):
-    r = client.get(f"/r/{study.slug}/{query}")
-    assert r.status_code == 302 and r.url.endswith("/consent/")
-    r = client.post(f"/r/{study.slug}/consent/", {"agree": "yes"})
-    assert r.status_code == 302 and r.url.endswith("/task/")
-    return client.get(f"/r/{study.slug}/task/")
-
-
-def token_of(page) -> str:
-    match = re.search(r'action="/r/[\w-]+/task/([\w-]+)/"', page.content.decode())
-    assert match, "task page has no submit form"
-    return match.group(1)
-
-
 def test_prolific_entry_creates_a_rater_with_a_pseudonym(client, live_study):
     study = live_study()
     page = consent_and_first_task(client, study, "?PROLIFIC_PID=abc123&STUDY_ID=s1&SESSION_ID=x9")
     assert page.status_code == 200 and b"Task 1 of" in page.content
     rater = Rater.objects.get(study=study)
-    assert rater.platform == "prolific" and rater.external_id == "abc123"
-    assert rater.platform_data == {"STUDY_ID": "s1", "SESSION_ID": "x9"}
+    # One participation = worker id + session; the pseudonym follows the worker.
+    assert rater.platform == "prolific" and rater.external_id == "abc123#x9"
+    assert rater.platform_data == {"STUDY_ID": "s1", "SESSION_ID": "x9", "worker_id": "abc123"}
+    assert rater.pseudonym == pseudonym(study, "prolific", "abc123")
     assert "abc123" not in rater.pseudonym and len(rater.pseudonym) == 24
     assert rater.consented_at is not None
     # Frameable for MTurk, and the token in the form is this rater's live lease.
@@ -52,15 +44,16 @@ def test_mturk_entry_and_externalsubmit_form(client, live_study):
     study = live_study(tasks_per_rater=1)
     q = "?workerId=W1&assignmentId=A1&hitId=H1&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com"
     page = consent_and_first_task(client, study, q)
-    r = client.post(f"/r/{study.slug}/task/{token_of(page)}/", {"preference": "tie"})
-    assert r.status_code == 302 and r.url.endswith("/task/")
+    r = client.post(f"/r/{study.slug}/task/{token_of(page)}/", {**ANSWERED, "preference": "tie"})
+    assert r.status_code == 302 and r.url.split("?")[0].endswith("/task/")
     r = client.get(r.url)
-    assert r.status_code == 302 and r.url.endswith("/done/")
+    assert r.status_code == 302 and r.url.split("?")[0].endswith("/done/")
     done = client.get(r.url).content.decode()
     assert 'action="https://workersandbox.mturk.com/mturk/externalSubmit"' in done
     assert 'name="assignmentId" value="A1"' in done and "DONE123" in done
-    # A doctored turkSubmitTo never becomes the form's target.
-    client.get(f"/r/{study.slug}/?workerId=W1&assignmentId=A2&turkSubmitTo=https%3A%2F%2Fevil.example")
+    # A new assignment is a new participation; a doctored turkSubmitTo never becomes the form's target.
+    page = consent_and_first_task(client, study, "?workerId=W1&assignmentId=A2&turkSubmitTo=https%3A%2F%2Fevil.example")
+    client.post(f"/r/{study.slug}/task/{token_of(page)}/", {**ANSWERED, "preference": "tie"})
     done = client.get(f"/r/{study.slug}/done/").content.decode()
     assert "evil.example" not in done and 'action="https://www.mturk.com/mturk/externalSubmit"' in done
     assert 'value="A2"' in done
@@ -81,7 +74,7 @@ def test_plain_link_uses_a_signed_cookie_and_resumes(client, live_study):
     assert rater.platform == "link" and rater.external_id
     assert client.cookies[f"evalsite_rater_{study.slug}"].value != str(rater.pk)  # signed, not bare
     again = client.get(f"/r/{study.slug}/")  # the same browser comes back
-    assert again.url.endswith("/task/") and Rater.objects.count() == 1
+    assert again.url.split("?")[0].endswith("/task/") and Rater.objects.count() == 1
     assert token_of(client.get("/r/" + study.slug + "/task/")) == token_of(first)
 
 
@@ -89,7 +82,8 @@ def test_forged_cookie_is_ignored(client, live_study):
     study = live_study()
     client.cookies[f"evalsite_rater_{study.slug}"] = "1"
     r = client.get(f"/r/{study.slug}/task/")
-    assert r.status_code == 302 and r.url == f"/r/{study.slug}/"
+    assert r.status_code == 400 and b"open the study link" in r.content  # no redirect loop
+    assert client.get(f"/r/{study.slug}/task/?t=1:forged:sig").status_code == 400
 
 
 def test_not_live_study_says_so(client, live_study):
@@ -105,7 +99,7 @@ def test_prolific_completion_redirect_and_code(client, live_study):
     study = live_study(tasks_per_rater=2)
     page = consent_and_first_task(client, study, "?PROLIFIC_PID=p2")
     for _ in range(2):
-        client.post(f"/r/{study.slug}/task/{token_of(page)}/", {"preference": "left", "client_ms": "4321"})
+        client.post(f"/r/{study.slug}/task/{token_of(page)}/", {**ANSWERED, "preference": "left", "client_ms": "4321"})
         page = client.get(f"/r/{study.slug}/task/")
     assert page.status_code == 302
     done = client.get(page.url).content.decode()
@@ -118,11 +112,11 @@ def test_no_model_identity_in_any_page(client, live_study):
     study = live_study(n_prompts=2, roles=("teacher", "imitation", "base"), tasks_per_rater=3, instructions="Be fair.")
     LanguageModel.objects.filter(study=study).update(model_path="secret/model-path-xyz")
     pages = [client.get(f"/r/{study.slug}/?PROLIFIC_PID=p3", follow=True)]
-    pages.append(client.post(f"/r/{study.slug}/consent/", {"agree": "yes"}, follow=True))
+    pages.append(client.post(pages[0].redirect_chain[-1][0], {"agree": "yes"}, follow=True))
     for _ in range(3):
         token = token_of(pages[-1])
         pages.append(client.get(f"/r/{study.slug}/task/"))
-        pages.append(client.post(f"/r/{study.slug}/task/{token}/", {"preference": "tie"}, follow=True))
+        pages.append(client.post(f"/r/{study.slug}/task/{token}/", {**ANSWERED, "preference": "tie"}, follow=True))
     pages.append(client.get(f"/r/{study.slug}/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE"))
     forbidden = ["teacher", "imitation", "base-", "model-path-xyz", "model_id", "comparison"]
     forbidden += [m.alias for m in LanguageModel.objects.filter(study=study)]
@@ -153,7 +147,8 @@ def test_model_text_is_sanitized(client, live_study):
     parser.feed(page)
     for tag, attrs in parser.tags:
         assert tag not in {"img", "iframe", "svg", "object", "embed"}, tag
-        assert tag != "script" or attrs.get("src", "").startswith("/static/"), attrs
+        # Scripts: our static files, or inert JSON data blocks.
+        assert tag != "script" or attrs.get("src", "").startswith("/static/") or attrs.get("type") == "application/json"
         assert not any(name.startswith("on") for name in attrs), (tag, attrs)
         assert not attrs.get("href", "").lower().startswith("javascript"), attrs
     # Markdown still works, and the tracker "image" is at most a link: nothing is fetched.
@@ -167,37 +162,48 @@ def test_form_errors_are_clear_and_keep_the_task(client, live_study):
     study = live_study()
     page = consent_and_first_task(client, study)
     token = token_of(page)
-    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": ""})
-    assert r.status_code == 400 and b"Please choose which answer is better" in r.content
+    r = client.post(f"/r/{study.slug}/task/{token}/", {**ANSWERED, "preference": ""})
+    assert r.status_code == 400 and b"Please answer which answer is better" in r.content
     assert token_of(r) == token
+    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": "left"})
+    assert r.status_code == 400 and b"whether Answer 1 is correct" in r.content  # required, named
     r = client.post(
         f"/r/{study.slug}/task/{token}/",
-        {"preference": "left", "error_spans": '[{"side":"left","start":0,"end":99999}]'},
+        {**ANSWERED, "preference": "left", "error_spans": '[{"side":"left","start":0,"end":99999}]'},
     )
     assert r.status_code == 400 and b"does not fit" in r.content
     assert not Rating.objects.exists()
 
 
-def test_submit_needs_csrf(live_study):
+def test_submit_needs_the_raters_own_token(client, live_study):
+    """Rater POSTs are CSRF-exempt (cookies may be blocked); the secrets they carry protect them."""
     from django.test import Client
 
     study = live_study()
-    client = Client(enforce_csrf_checks=True)
-    page = consent_and_first_task_csrf(client, study)
-    token = token_of(page)
-    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": "tie"})
-    assert r.status_code == 403 and not Rating.objects.exists()
-    csrf = client.cookies["csrftoken"].value
-    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": "tie", "csrfmiddlewaretoken": csrf})
+    page = consent_and_first_task(client, study, "?PROLIFIC_PID=p1&SESSION_ID=s1")
+    action = re.search(r'action="([^"]+)"', page.content.decode()).group(1).replace("&amp;", "&")
+    stranger = Client(enforce_csrf_checks=True)  # another site's form: no token, no cookie
+    r = stranger.post(action.split("?")[0], {**ANSWERED, "preference": "tie"})
+    assert r.status_code == 400 and not Rating.objects.exists()
+    other = consent_and_first_task(Client(), study, "?PROLIFIC_PID=p2&SESSION_ID=s2")
+    theirs = re.search(r"\?t=([^\"&]+)", other.content.decode()).group(1)
+    r = stranger.post(action.split("?")[0] + f"?t={theirs}", {**ANSWERED, "preference": "tie"})
+    assert r.status_code == 404 and not Rating.objects.exists()  # not their lease
+    r = Client(enforce_csrf_checks=True).post(action, {**ANSWERED, "preference": "tie"})
     assert r.status_code == 302 and Rating.objects.count() == 1
 
 
-def consent_and_first_task_csrf(client, study):
-    client.get(f"/r/{study.slug}/")
-    client.get(f"/r/{study.slug}/consent/")
-    csrf = client.cookies["csrftoken"].value
-    client.post(f"/r/{study.slug}/consent/", {"agree": "yes", "csrfmiddlewaretoken": csrf})
-    return client.get(f"/r/{study.slug}/task/")
+def test_a_bounce_creates_no_rater_and_another_session_is_a_new_participation(client, live_study):
+    study = live_study()
+    for _ in range(3):  # entry without consent, again and again (a cookie-less iframe)
+        assert client.get(f"/r/{study.slug}/?workerId=W1&assignmentId=A1&hitId=H").status_code == 302
+    assert not Rater.objects.exists()
+    page = consent_and_first_task(client, study, "?PROLIFIC_PID=victim&SESSION_ID=s1")
+    from django.test import Client
+
+    attacker = Client()
+    theirs = consent_and_first_task(attacker, study, "?PROLIFIC_PID=victim&SESSION_ID=guess")
+    assert token_of(theirs) != token_of(page) and Rater.objects.count() == 2
 
 
 def test_json_endpoints_are_gone(client, live_study):
@@ -215,7 +221,7 @@ def test_page_cycle_query_budget(client, live_study, monkeypatch):
     study = live_study(tasks_per_rater=3)
     token = token_of(consent_and_first_task(client, study))
     with CaptureQueriesContext(connection) as submit_q:
-        r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": "tie"})
+        r = client.post(f"/r/{study.slug}/task/{token}/", {**ANSWERED, "preference": "tie"})
     assert r.status_code == 302
     with CaptureQueriesContext(connection) as next_q:
         assert client.get(r.url).status_code == 200
@@ -233,8 +239,8 @@ def test_expired_lease_offers_the_next_task(client, live_study):
     page = consent_and_first_task(client, study)
     token = token_of(page)
     Assignment.objects.filter(token=token).update(expires_at=timezone.now() - timedelta(seconds=1))
-    r = client.post(f"/r/{study.slug}/task/{token}/", {"preference": "tie"})
-    assert r.status_code == 302 and r.url.endswith("/task/?expired=1")
+    r = client.post(f"/r/{study.slug}/task/{token}/", {**ANSWERED, "preference": "tie"})
+    assert r.status_code == 302 and "/task/?" in r.url and r.url.endswith("&expired=1")
     nxt = client.get(r.url)
     assert b"ran out" in nxt.content and token_of(nxt) != token
     assert Assignment.objects.get(token=token).status == "expired" and not Rating.objects.exists()
@@ -245,6 +251,6 @@ def test_blocked_rater_gets_no_code(client, live_study):
     consent_and_first_task(client, study, "?PROLIFIC_PID=bad")
     Rater.objects.filter(external_id="bad").update(blocked=True)
     r = client.get(f"/r/{study.slug}/task/")
-    assert r.status_code == 302 and r.url.endswith("/done/")
+    assert r.status_code == 302 and r.url.split("?")[0].endswith("/done/")
     done = client.get(r.url).content.decode()
     assert "attention checks" in done and "DONE123" not in done
