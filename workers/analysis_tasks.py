@@ -1,4 +1,7 @@
-"""Celery task that computes and caches a study's analysis report."""
+"""Celery task that computes and caches a study's analysis report.
+
+``evalsite.dashboard.reports.request_report`` sends it by name; nothing in ``evalsite/`` imports it.
+"""
 
 from __future__ import annotations
 

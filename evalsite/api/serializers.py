@@ -12,7 +12,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 
 from evalsite.rating.models import Rating
-from evalsite.studies.lifecycle import prompts_editable
+from evalsite.studies.actions import check_design_editable
 from evalsite.studies.models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
 
 from .permissions import can_change_study, visible_studies
@@ -119,12 +119,12 @@ class LanguageModelSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict) -> dict:
         # Checked on every write, not only when ``study`` is in the body: a PATCH of a live
-        # study's model (its role, say) would change pairing and analysis mid-collection.
+        # study's model (its role, say) would change pairing and analysis mid-collection. The
+        # action's own check, early, so the answer is a 400 naming the problem; the action
+        # (views.perform_*) checks again under the study's lock.
         study = attrs.get("study") or (self.instance.study if self.instance is not None else None)
-        if study is not None and not prompts_editable(study):
-            raise serializers.ValidationError(
-                f"Study {study.slug!r} is {study.status}; its models are frozen. Pause or reopen it first."
-            )
+        if study is not None:
+            check_design_editable(study, "models are")
         return attrs
 
 

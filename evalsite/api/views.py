@@ -1,7 +1,7 @@
-"""API views: thin wrappers that check access, call the study's service modules and serialize.
+"""API views: thin wrappers that check access, call the apps' actions and serialize.
 
-The write paths live elsewhere (``studies.lifecycle``, ``studies.importers``, ``studies.pairing``,
-``workers.generation``); a view parses, calls one of them, and maps its user-facing errors to a
+The write paths live elsewhere (``studies.actions`` for studies, models, uploads, pairing and status,
+``generation.actions``); a view parses, calls one of them, and maps its user-facing errors to a
 4xx with the module's own message. Those modules are imported when first used, so the API keeps
 serving (and answers 503 for the one missing action) while a part of the system is absent.
 """
@@ -30,8 +30,8 @@ from rest_framework.response import Response as APIResponse
 from rest_framework.views import APIView
 
 from evalsite.rating.models import Rating
-from evalsite.studies import lifecycle, pairing
-from evalsite.studies.importers import ImportFileError, import_prompts, import_responses
+from evalsite.studies import actions, lifecycle
+from evalsite.studies.errors import ActionError, ImportRefused
 from evalsite.studies.models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
 
 from . import analysis
@@ -64,6 +64,25 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
+def api_error(exc: ActionError) -> APIException:
+    """An action's refusal as the API answers it: 400, 403 or 409 with the action's own message."""
+    if isinstance(exc, ImportRefused):
+        detail = "Nothing was imported; fix these problems and retry."
+        return ValidationError({"detail": detail, "errors": exc.messages})
+    if exc.status_code == status.HTTP_409_CONFLICT:
+        return Conflict(str(exc))
+    if exc.status_code == status.HTTP_403_FORBIDDEN:
+        return PermissionDenied(str(exc))
+    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else {"detail": str(exc)})
+
+
+def run_action(func, *args, **kwargs):
+    """Call an action; its :class:`ActionError` becomes the matching API error."""
+    try:
+        return func(*args, **kwargs)
+    except ActionError as exc:
+        raise api_error(exc) from exc
+
 
 
 class IdCursorPagination(CursorPagination):
@@ -89,14 +108,9 @@ def _upload_source(request, default_name: str) -> tuple[io.IOBase, str | None]:
 
 
 def _import(func, target, request, default_name: str) -> int:
-    """Run an importer; its all-or-nothing error list becomes a 400 listing every problem."""
+    """Run an import action; its all-or-nothing error list becomes a 400 listing every problem."""
     source, fmt = _upload_source(request, default_name)
-    try:
-        return func(target, source, fmt=fmt)
-    except ImportFileError as exc:
-        raise ValidationError(
-            {"detail": "Nothing was imported; fix these problems and retry.", "errors": exc.messages}
-        ) from exc
+    return run_action(func, target, source, actor=request.user, fmt=fmt)
 
 
 _ACTION_RESPONSE = {
@@ -121,14 +135,19 @@ class StudyViewSet(viewsets.ModelViewSet):
         return visible_studies(self.request.user).select_related("owner").prefetch_related("shared_with")
 
     def perform_create(self, serializer) -> None:
-        serializer.save(owner=self.request.user)
+        serializer.instance = run_action(actions.create_study, self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer) -> None:
+        serializer.instance = run_action(
+            actions.update_study, serializer.instance, self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: Study) -> None:
+        run_action(actions.delete_study, instance, self.request.user)
 
     def _transition(self, func) -> APIResponse:
         study = self.get_object()
-        try:
-            func(study)
-        except lifecycle.TransitionError as exc:
-            raise Conflict(str(exc)) from exc
+        run_action(func, study, self.request.user)
         return APIResponse({"status": study.status, "detail": f"Study {study.slug!r} is now {study.status}."})
 
     @extend_schema(
@@ -136,31 +155,28 @@ class StudyViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def ready(self, request, slug=None):
-        return self._transition(lambda study: lifecycle.transition(study, Study.Status.READY))
+        return self._transition(actions.mark_study_ready)
 
     @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Open the study to raters (ready → live)")
     @action(detail=True, methods=["post"])
     def launch(self, request, slug=None):
-        return self._transition(lifecycle.launch)
+        return self._transition(actions.launch_study)
 
     @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Stop handing out tasks (live → ready)")
     @action(detail=True, methods=["post"])
     def pause(self, request, slug=None):
-        return self._transition(lifecycle.pause)
+        return self._transition(actions.pause_study)
 
     @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Close the study for good (→ closed)")
     @action(detail=True, methods=["post"])
     def close(self, request, slug=None):
-        return self._transition(lifecycle.close)
+        return self._transition(actions.close_study)
 
     @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Pair the generated responses")
     @action(detail=True, methods=["post"], url_path="build-comparisons")
     def build_comparisons(self, request, slug=None):
         study = self.get_object()
-        try:
-            added = pairing.build_comparisons(study)
-        except pairing.PairingError as exc:
-            raise Conflict(str(exc)) from exc
+        added = run_action(actions.build_comparisons, study, request.user)
         total = study.comparisons.count()
         return APIResponse(
             {
@@ -174,8 +190,7 @@ class StudyViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def generate(self, request, slug=None):
         study = self.get_object()
-        # Imported here: serving the API must not import the generation side.
-        from workers.generation import start_generation
+        from evalsite.generation.actions import start_generation
 
         try:
             start_generation(study)
@@ -185,6 +200,32 @@ class StudyViewSet(viewsets.ModelViewSet):
         jobs = GenerationJobSerializer(study.generation_jobs.select_related("model", "study"), many=True).data
         return APIResponse(
             {"status": study.status, "detail": f"{len(jobs)} generation job(s).", "result": {"jobs": jobs}}
+        )
+
+    @extend_schema(
+        request=None,
+        responses=_ACTION_RESPONSE,
+        summary="Cancel generation: queued jobs never run, running ones stop after their current batch",
+    )
+    @action(detail=True, methods=["post"], url_path="cancel-generation")
+    def cancel_generation(self, request, slug=None):
+        study = self.get_object()
+        from evalsite.generation.actions import cancel_generation
+
+        try:
+            cancelled = cancel_generation(study)
+        except (lifecycle.TransitionError, ValueError) as exc:
+            raise Conflict(str(exc)) from exc
+        jobs = GenerationJobSerializer(
+            GenerationJob.objects.filter(pk__in=[j.pk for j in cancelled]).select_related("model", "study"),
+            many=True,
+        ).data
+        return APIResponse(
+            {
+                "status": study.status,
+                "detail": f"{len(jobs)} generation job(s) cancelled; the study is {study.status}.",
+                "result": {"jobs": jobs},
+            }
         )
 
     @extend_schema(
@@ -203,7 +244,7 @@ class StudyViewSet(viewsets.ModelViewSet):
     )
     def upload_prompts(self, request, slug=None):
         study = self.get_object()
-        added = _import(import_prompts, study, request, "prompts.jsonl")
+        added = _import(actions.import_prompts, study, request, "prompts.jsonl")
         return APIResponse(
             {"status": study.status, "detail": f"{added} prompts added.", "result": {"added": added}},
             status=status.HTTP_201_CREATED,
@@ -245,10 +286,17 @@ class LanguageModelViewSet(_InVisibleStudies, viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet[LanguageModel]:
         return self.scoped(LanguageModel.objects.select_related("study"))
 
+    def perform_create(self, serializer) -> None:
+        data = dict(serializer.validated_data)
+        study = data.pop("study")
+        serializer.instance = run_action(actions.add_model, study, self.request.user, **data)
+
+    def perform_update(self, serializer) -> None:
+        model, data = serializer.instance, serializer.validated_data
+        serializer.instance = run_action(actions.update_model, model, self.request.user, **data)
+
     def perform_destroy(self, instance: LanguageModel) -> None:
-        if not lifecycle.prompts_editable(instance.study):
-            raise Conflict(f"Study {instance.study.slug!r} is {instance.study.status}; its models are frozen.")
-        instance.delete()
+        run_action(actions.delete_model, instance, self.request.user)
 
     @extend_schema(
         request=_UPLOAD_REQUEST,
@@ -266,7 +314,7 @@ class LanguageModelViewSet(_InVisibleStudies, viewsets.ModelViewSet):
     )
     def upload_responses(self, request, pk=None):
         model = self.get_object()
-        added = _import(import_responses, model, request, "responses.jsonl")
+        added = _import(actions.import_responses, model, request, "responses.jsonl")
         return APIResponse(
             {"status": model.study.status, "detail": f"{added} responses added.", "result": {"added": added}},
             status=status.HTTP_201_CREATED,

@@ -15,11 +15,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from evalsite.celery import send_task_on_commit
 from evalsite.dashboard.models import StudyReport
 from evalsite.studies.models import Study
 
 log = logging.getLogger(__name__)
 
+COMPUTE_REPORT_TASK = "workers.analysis_tasks.compute_report"
 # Studies with at most this many ratings are analysed inside the request when no cached report
 # exists (a few seconds at most); larger ones go to the Celery task.
 SYNC_RATING_LIMIT = 20_000
@@ -42,11 +44,11 @@ class ReportOptions:
     @classmethod
     def from_query(cls, query) -> ReportOptions:
         """Options from a request's GET/POST (``flagged=1``, ``attention=1``); bootstrap rounds
-        from the ``REPORT_BOOTSTRAP_ROUNDS`` setting (default 1,000)."""
+        from the ``REPORT_BOOTSTRAP_ROUNDS`` setting (``EVALSITE_REPORT_BOOTSTRAP_ROUNDS``)."""
         return cls(
             include_flagged=query.get("flagged") == "1",
             include_attention=query.get("attention") == "1",
-            n_boot=int(getattr(settings, "REPORT_BOOTSTRAP_ROUNDS", 1000)),
+            n_boot=int(settings.REPORT_BOOTSTRAP_ROUNDS),
         )
 
 
@@ -103,14 +105,12 @@ def request_report(study: Study, options: ReportOptions, n_ratings: int) -> Stud
     """Compute small studies now; queue larger ones on the Celery task. Returns the report row."""
     if n_ratings <= SYNC_RATING_LIMIT:
         return compute_report(study, options)
-    # Imported here: the task module imports this one.
-    from workers.analysis_tasks import compute_report as compute_report_task
-
     report, _ = StudyReport.objects.get_or_create(
         study=study, options_key=options.key, defaults={"options": asdict(options)}
     )
     if report.status not in (StudyReport.Status.PENDING, StudyReport.Status.RUNNING) or report.payload is None:
         StudyReport.objects.filter(pk=report.pk).update(status=StudyReport.Status.PENDING)
-        compute_report_task.delay(study.pk, asdict(options))
+        # By name (the task module imports this one), once the pending row is committed.
+        send_task_on_commit(COMPUTE_REPORT_TASK, [study.pk, asdict(options)])
     report.refresh_from_db()
     return report

@@ -1,4 +1,9 @@
-"""Admin for raters (with per-rater quality statistics), assignments and read-only ratings."""
+"""Admin for raters (with per-rater quality statistics), and read-only assignments and ratings.
+
+Assignments, ratings and the counters on raters belong to the lease engine: the admin shows them
+and never writes them (``manage.py repair_counters`` recomputes the counters from the rows).
+Blocking and unblocking go through :mod:`.actions`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,26 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 
 from evalsite.studies.admin_access import StudyScopedAdmin
+from evalsite.studies.errors import ActionError
 
-from . import quality
+from . import actions
 from .models import Assignment, Rater, Rating
+
+
+class ReadOnlyAdmin(StudyScopedAdmin):
+    """Rows the engine writes: listed, filtered and viewed, never added, changed or deleted here."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Rater)
@@ -34,6 +56,10 @@ class RaterAdmin(StudyScopedAdmin):
     readonly_fields = (
         "pseudonym",
         "platform_data",
+        "blocked",  # through the block / unblock actions, which flag ratings and free the lease
+        "blocked_reason",
+        "unblocked_at",
+        "attention_failures_forgiven",
         "tasks_submitted",
         "attention_passed",
         "attention_failed",
@@ -87,21 +113,36 @@ class RaterAdmin(StudyScopedAdmin):
         agree = sum(1 for own, majority in judged if own == majority)
         return f"{agree}/{len(judged)} ({100 * agree / len(judged):.0f}%)"
 
+    def has_add_permission(self, request):
+        return False  # raters come from the rater pages
+
     @admin.action(description="Block the selected raters (flags their ratings)")
     def block_raters(self, request, queryset):
-        for rater in queryset:
-            quality.block(rater, f"Blocked by {request.user.get_username()}.")
-        messages.success(request, f"Blocked {queryset.count()} rater(s); their ratings are flagged.")
+        reason = f"Blocked by {request.user.get_username()}."
+        done = self._each(request, queryset, lambda rater: actions.block_rater(rater, reason, request.user))
+        if done:
+            messages.success(request, f"Blocked {done} rater(s); their ratings are flagged.")
 
-    @admin.action(description="Unblock the selected raters")
+    @admin.action(description="Unblock the selected raters (their past attention failures are forgiven)")
     def unblock_raters(self, request, queryset):
+        done = self._each(request, queryset, lambda rater: actions.unblock_rater(rater, request.user))
+        if done:
+            messages.success(request, f"Unblocked {done} rater(s).")
+
+    def _each(self, request, queryset, action) -> int:
+        done = 0
         for rater in queryset:
-            quality.unblock(rater)
-        messages.success(request, f"Unblocked {queryset.count()} rater(s).")
+            try:
+                action(rater)
+            except ActionError as exc:
+                messages.warning(request, str(exc))
+            else:
+                done += 1
+        return done
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(StudyScopedAdmin):
+class AssignmentAdmin(ReadOnlyAdmin):
     study_path = "comparison__study"
 
     list_display = (
@@ -116,13 +157,11 @@ class AssignmentAdmin(StudyScopedAdmin):
     )
     list_filter = ("status", "comparison__study")
     search_fields = ("rater__pseudonym",)
-    raw_id_fields = ("rater", "comparison")
-    readonly_fields = ("token", "leased_at", "submitted_at")
     list_select_related = ("rater", "comparison__prompt")
 
 
 @admin.register(Rating)
-class RatingAdmin(StudyScopedAdmin):
+class RatingAdmin(ReadOnlyAdmin):
     """Ratings are evidence: readable and filterable here, never edited."""
 
     list_display = (
@@ -150,15 +189,3 @@ class RatingAdmin(StudyScopedAdmin):
     )
     search_fields = ("rater__pseudonym", "rationale")
     list_select_related = ("study", "rater", "comparison__prompt")
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -13,6 +13,11 @@ demo), and its tests run on both in CI:
 * SQLite: there is no row locking, but the settings open every transaction ``IMMEDIATE``, so
   writers serialize and the same statements are correct.
 
+Experts (invited, ``Rater.is_expert``) have their own slots: a comparison in the study's expert
+pool takes ``study.expert_redundancy`` expert ratings, counted in ``n_expert_live`` /
+``n_expert_submitted``, so expert work never takes a crowd slot and the crowd never takes an
+expert's. Each assignment records which kind of slot it holds (``Assignment.expert``).
+
 The rater's row is locked first in every transaction, which serializes one rater's tabs; the
 unique constraints on :class:`Assignment` (one lease per rater×comparison, one live lease per
 rater) are the last line of defence, not the mechanism.
@@ -136,10 +141,11 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
             return None
 
         comparison_id = None
-        if study.attention_check_rate > 0 and random.random() < study.attention_check_rate:
+        expert = locked.is_expert
+        if not expert and study.attention_check_rate > 0 and random.random() < study.attention_check_rate:
             comparison_id = _take(rater, study, attention=True)
         if comparison_id is None:
-            comparison_id = _take(rater, study, attention=False)
+            comparison_id = _take(rater, study, attention=False, expert=expert)
         if comparison_id is None:
             return None
         seconds = study.lease_seconds
@@ -153,6 +159,7 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
             status=LIVE,
             leased_at=now,
             expires_at=now + timedelta(seconds=seconds),
+            expert=expert,
         )
 
 
@@ -177,10 +184,13 @@ def touch(token: str, rater: Rater, study: Study, *, now: datetime | None = None
 
 
 def _open_for(rater: Rater, study: Study):
-    """Comparisons this rater has not seen that still need ratings (attention checks aside)."""
-    return Comparison.objects.filter(
-        study_id=study.pk, is_attention_check=False, n_submitted__lt=study.redundancy
-    ).exclude(assignments__rater_id=rater.pk)
+    """Comparisons this rater has not seen that still need ratings of their kind (attention checks aside)."""
+    needing = Comparison.objects.filter(study_id=study.pk, is_attention_check=False)
+    if rater.is_expert:
+        needing = needing.filter(expert_pool=True, n_expert_submitted__lt=study.expert_redundancy)
+    else:
+        needing = needing.filter(n_submitted__lt=study.redundancy)
+    return needing.exclude(assignments__rater_id=rater.pk)
 
 
 def work_held_by_others(rater: Rater, study: Study) -> bool:
@@ -201,39 +211,52 @@ def tasks_within_reach(rater: Rater, study: Study) -> int:
 # counts the new live lease on it in one round trip. ``{window}`` is either empty (the full query)
 # or the fast-path filter.
 _TAKE_SQL = """
-UPDATE {comparison} SET n_live = n_live + 1
+UPDATE {comparison} SET {live} = {live} + 1
 WHERE id = (
     SELECT c.id FROM {comparison} c
-    WHERE c.study_id = %(study)s AND c.is_attention_check = %(attention)s
-      AND c.n_submitted + c.n_live < %(bound)s
+    WHERE c.study_id = %(study)s AND c.is_attention_check = %(attention)s {pool_c}
+      AND c.{submitted} + c.{live} < %(bound)s
       AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.rater_id = %(rater)s AND a.comparison_id = c.id)
       {window}
-    ORDER BY c.n_submitted, c.n_live, RANDOM()
+    ORDER BY c.{submitted}, c.{live}, RANDOM()
     LIMIT 1 {lock})
-  AND n_submitted + n_live < %(bound)s
+  AND {submitted} + {live} < %(bound)s
 RETURNING id
 """
 _WINDOW_SQL = """AND c.id IN (
         SELECT w.id FROM {comparison} w
-        WHERE w.study_id = %(study)s AND w.is_attention_check = %(attention)s
-          AND w.n_submitted + w.n_live < %(bound)s
+        WHERE w.study_id = %(study)s AND w.is_attention_check = %(attention)s {pool_w}
+          AND w.{submitted} + w.{live} < %(bound)s
           AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.rater_id = %(rater)s AND a.comparison_id = w.id)
-        ORDER BY w.n_submitted LIMIT %(window)s)"""
+        ORDER BY w.{submitted} LIMIT %(window)s)"""
 _NO_BOUND = 2**31 - 1  # attention checks are not bound by k
-_take_sql_cache: dict[tuple[str, bool], str] = {}
+_take_sql_cache: dict[tuple[str, bool, bool], str] = {}
 
 
-def _take_sql(windowed: bool) -> str:
-    key = (connection.vendor, windowed)
+def _take_sql(windowed: bool, expert: bool) -> str:
+    key = (connection.vendor, windowed, expert)
     if key not in _take_sql_cache:
+        live, submitted = counter_columns(expert)
+        names = {
+            "comparison": Comparison._meta.db_table,
+            "assignment": Assignment._meta.db_table,
+            "live": live,
+            "submitted": submitted,
+            "pool_c": "AND c.expert_pool" if expert else "",
+            "pool_w": "AND w.expert_pool" if expert else "",
+        }
         lock = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-        names = {"comparison": Comparison._meta.db_table, "assignment": Assignment._meta.db_table}
         window = _WINDOW_SQL.format(**names) if windowed else ""
         _take_sql_cache[key] = _TAKE_SQL.format(window=window, lock=lock, **names)
     return _take_sql_cache[key]
 
 
-def _take(rater: Rater, study: Study, *, attention: bool) -> int | None:
+def counter_columns(expert: bool) -> tuple[str, str]:
+    """The (live, submitted) counter columns of a crowd or an expert slot."""
+    return ("n_expert_live", "n_expert_submitted") if expert else ("n_live", "n_submitted")
+
+
+def _take(rater: Rater, study: Study, *, attention: bool, expert: bool = False) -> int | None:
     """Take a slot on the least-rated comparison this rater may see; its id, or ``None``.
 
     Eligible: in the study, of the asked kind, not yet leased to this rater, and (unless it is an
@@ -247,13 +270,13 @@ def _take(rater: Rater, study: Study, *, attention: bool) -> int | None:
     params = {
         "study": study.pk,
         "attention": attention,
-        "bound": _NO_BOUND if attention else study.redundancy,
+        "bound": _NO_BOUND if attention else (study.expert_redundancy if expert else study.redundancy),
         "rater": rater.pk,
         "window": PICK_WINDOW,
     }
     with connection.cursor() as cursor:
         for windowed in (True, False):
-            cursor.execute(_take_sql(windowed), params)
+            cursor.execute(_take_sql(windowed, expert), params)
             row = cursor.fetchone()
             if row is not None:
                 return row[0]
@@ -264,7 +287,8 @@ def _expire(assignment: Assignment) -> None:
     """Return a live lease to the pool (the caller holds its row lock)."""
     updated = Assignment.objects.filter(pk=assignment.pk, status=LIVE).update(status=EXPIRED)
     if updated:
-        Comparison.objects.filter(pk=assignment.comparison_id).update(n_live=F("n_live") - 1)
+        live, _ = counter_columns(assignment.expert)
+        Comparison.objects.filter(pk=assignment.comparison_id).update(**{live: F(live) - 1})
     assignment.status = EXPIRED
 
 
@@ -302,12 +326,13 @@ def expire_stale_leases(study: Study | None = None, *, now: datetime | None = No
         )
         if study is not None:
             stale = stale.filter(comparison__study_id=study.pk)
-        rows = list(stale.values_list("pk", "comparison_id"))
+        rows = list(stale.values_list("pk", "comparison_id", "expert"))
         if not rows:
             return 0
-        Assignment.objects.filter(pk__in=[pk for pk, _ in rows], status=LIVE).update(status=EXPIRED)
-        for comparison_id, count in sorted(Counter(c for _, c in rows).items()):
-            Comparison.objects.filter(pk=comparison_id).update(n_live=F("n_live") - count)
+        Assignment.objects.filter(pk__in=[pk for pk, _, _ in rows], status=LIVE).update(status=EXPIRED)
+        for (comparison_id, expert), count in sorted(Counter((c, e) for _, c, e in rows).items()):
+            live, _ = counter_columns(expert)
+            Comparison.objects.filter(pk=comparison_id).update(**{live: F(live) - count})
     return len(rows)
 
 
@@ -370,7 +395,8 @@ def _submit(token: str, rater: Rater, payload: RatingInput, now: datetime) -> Ra
         quality.judge(rating, comparison, locked_rater, study)
         rating.save()
         Assignment.objects.filter(pk=assignment.pk).update(status=SUBMITTED, submitted_at=now)
-        Comparison.objects.filter(pk=comparison.pk).update(n_live=F("n_live") - 1, n_submitted=F("n_submitted") + 1)
+        live, submitted = counter_columns(assignment.expert)
+        Comparison.objects.filter(pk=comparison.pk).update(**{live: F(live) - 1, submitted: F(submitted) + 1})
         locked_rater.tasks_submitted += 1
         quality.apply(rating, locked_rater, study)
         _copy_counters(locked_rater, rater)
@@ -422,3 +448,27 @@ def _copy_counters(source: Rater, target: Rater) -> None:
         "completed_at",
     ):
         setattr(target, name, getattr(source, name))
+
+
+def choose_expert_pool(study: Study, *, seed: int | None = None) -> int:
+    """Mark which comparisons experts rate: ``study.expert_share`` of them; returns the pool size.
+
+    Prompts without a reference answer come first: there the experts' verdict is the only truth
+    the report has. Comparisons experts already rated stay in the pool. Attention checks never are.
+    """
+    import math
+
+    comparisons = list(
+        Comparison.objects.filter(study_id=study.pk, is_attention_check=False).values_list(
+            "pk", "prompt__reference_answers", "n_expert_submitted", "n_expert_live"
+        )
+    )
+    size = math.ceil(study.expert_share * len(comparisons))
+    rng = random.Random(study.pk if seed is None else seed)
+    order = sorted(comparisons, key=lambda c: (not (c[2] or c[3]), bool(c[1]), rng.random()))
+    pool = [pk for pk, *_ in order[:size]]
+    pool += [pk for pk, _, done, live in order[size:] if done or live]
+    with transaction.atomic():
+        Comparison.objects.filter(study_id=study.pk).exclude(pk__in=pool).update(expert_pool=False)
+        Comparison.objects.filter(pk__in=pool).update(expert_pool=True)
+    return len(pool)

@@ -31,6 +31,10 @@ class Rater(models.Model):
     attention_passed = models.PositiveIntegerField(default=0)
     attention_failed = models.PositiveIntegerField(default=0)
     too_fast = models.PositiveIntegerField(default=0)
+    # A researcher's unblock overrides the attention rule for the failures seen so far: only
+    # failures beyond these count towards blocking again (quality.apply).
+    attention_failures_forgiven = models.PositiveIntegerField(default=0)
+    unblocked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -3,7 +3,8 @@
 A rater who fails more attention checks than ``study.max_attention_failures`` is blocked and all
 their ratings are flagged. Flagged ratings are kept (the export shows them) but the analysis
 excludes them by default. A rating faster than ``study.min_seconds_per_task`` (server time, which
-the page cannot forge) counts as too fast and is flagged on its own.
+the page cannot forge) counts as too fast and is flagged on its own. Blocking and unblocking by
+hand are actions (:mod:`.actions`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def judge(rating: Rating, comparison: Comparison, rater: Rater, study: Study) ->
 def apply(rating: Rating, rater: Rater, study: Study) -> None:
     """Update the (locked) rater's counters for ``rating``; block and flag when the rater fails.
 
-    The caller holds the rater's row lock and has already counted the submission itself.
+    The caller holds the rater's row lock and has already counted the submission itself. Failures
+    a researcher forgave by unblocking the rater (``attention_failures_forgiven``) do not count
+    again: an unblock lasts until the rater fails more checks than the study allows, afresh.
     """
     if rating.attention_passed is True:
         rater.attention_passed += 1
@@ -35,32 +38,12 @@ def apply(rating: Rating, rater: Rater, study: Study) -> None:
     if rating.server_seconds < study.min_seconds_per_task:
         rater.too_fast += 1
     fields = ["tasks_submitted", "attention_passed", "attention_failed", "too_fast"]
-    if not rater.blocked and rater.attention_failed > study.max_attention_failures:
+    failures = rater.attention_failed - rater.attention_failures_forgiven
+    if not rater.blocked and failures > study.max_attention_failures:
         rater.blocked = True
-        rater.blocked_reason = (
-            f"Failed {rater.attention_failed} attention checks (more than {study.max_attention_failures})."
-        )
+        since = " since being unblocked" if rater.attention_failures_forgiven else ""
+        rater.blocked_reason = f"Failed {failures} attention checks{since} (more than {study.max_attention_failures})."
         fields += ["blocked", "blocked_reason"]
         Rating.objects.filter(rater_id=rater.pk).update(flagged=True)
         rating.flagged = True
     rater.save(update_fields=fields)
-
-
-def block(rater: Rater, reason: str) -> None:
-    """Block a rater by hand (admin action): no more work, and their ratings are flagged."""
-    from .assignment import release_live_lease  # the engine imports this module
-
-    Rater.objects.filter(pk=rater.pk).update(blocked=True, blocked_reason=reason[:200])
-    Rating.objects.filter(rater_id=rater.pk).update(flagged=True)
-    release_live_lease(rater)
-
-
-def unblock(rater: Rater) -> None:
-    """Lift a block and unflag the ratings that were flagged only because of it.
-
-    Ratings that are too fast or failed an attention check stay flagged.
-    """
-    Rater.objects.filter(pk=rater.pk).update(blocked=False, blocked_reason="")
-    study = rater.study
-    ratings = Rating.objects.filter(rater_id=rater.pk, server_seconds__gte=study.min_seconds_per_task)
-    ratings.exclude(attention_passed=False).update(flagged=False)

@@ -92,9 +92,14 @@ def simulate(study: Study, *, crowd: int, experts: int, seed: int = 0) -> int:
         platform = Rater.Platform.STAFF if kind == "expert" else Rater.Platform.LINK
         external_id = f"simulated-{kind}-{seed}-{i}"
         rater, _ = Rater.objects.get_or_create(
-            study=study, platform=platform, external_id=external_id,
-            defaults={"pseudonym": pseudonym(study, platform, external_id), "is_expert": kind == "expert",
-                      "consented_at": start},
+            study=study,
+            platform=platform,
+            external_id=external_id,
+            defaults={
+                "pseudonym": pseudonym(study, platform, external_id),
+                "is_expert": kind == "expert",
+                "consented_at": start,
+            },
         )
         clock = start
         while (assignment := lease_next(rater, study, now=clock)) is not None:

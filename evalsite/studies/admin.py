@@ -1,7 +1,8 @@
 """The researcher's side: studies, their models, prompts, responses, comparisons and generation jobs.
 
-Status changes go through :mod:`.lifecycle`, pairing through :mod:`.pairing`, uploads through
-:mod:`.importers`; this module only wires them to admin actions and views.
+Every write goes through :mod:`.actions` (creating and editing a study and its models, uploads,
+pairing, launch / pause / close), which checks the rules and raises an ``ActionError``; this module
+only wires the actions to admin pages and shows their errors as messages or form errors.
 """
 
 import logging
@@ -17,12 +18,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from . import lifecycle
+from . import actions, lifecycle
 from .admin_access import StudyScopedAdmin
-from .forms import LanguageModelForm, PromptForm, StudyUploadForm
-from .importers import ImportFileError, import_prompts, import_responses
+from .errors import ActionError
+from .forms import LanguageModelForm, LanguageModelInlineFormSet, PromptForm, StudyAdminForm, StudyUploadForm
 from .models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
-from .pairing import PairingError, build_comparisons
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ def _count_per_study(model, field: str = "study"):
 class LanguageModelInline(admin.TabularInline):
     model = LanguageModel
     form = LanguageModelForm
+    formset = LanguageModelInlineFormSet  # refuses changes while the study is live or closed
     extra = 0
     show_change_link = True
     fields = (
@@ -142,7 +143,15 @@ class StudyAdmin(StudyScopedAdmin):
     prepopulated_fields = {"slug": ("title",)}
     readonly_fields = ("status", "prompt_summary", "created_at", "updated_at")
     inlines = (LanguageModelInline, GenerationJobInline)
-    actions = ("generate_responses", "build_comparisons_action", "launch", "pause", "close", "ask_judge")
+    actions = (
+        "generate_responses",
+        "cancel_generation_action",
+        "build_comparisons_action",
+        "launch",
+        "pause",
+        "close",
+        "ask_judge",
+    )
     change_form_template = "admin/studies/study/change_form.html"
     fieldsets = (
         (
@@ -168,12 +177,58 @@ class StudyAdmin(StudyScopedAdmin):
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
     filter_horizontal = ("shared_with",)
+    form = StudyAdminForm
     Media = ProgressMedia
 
     def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
         if isinstance(db_field, URLField):
             kwargs.setdefault("assume_scheme", "https")  # Django 6's default; silences 5.2's warning
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Study | None = None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            fields.append("slug")  # rater links and pseudonyms derive from it
+        if not request.user.is_superuser:
+            fields.append("owner")  # a researcher's new study is theirs (actions.create_study)
+        return fields
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Study | None = None):
+        return super().get_prepopulated_fields(request, obj) if obj is None else {}
+
+    # --- saving goes through the actions ----------------------------------------------------
+
+    def save_model(self, request: HttpRequest, obj: Study, form, change: bool) -> None:
+        if change:
+            fields = {name: form.cleaned_data[name] for name in form.changed_data}
+            actions.update_study(obj, request.user, **fields)
+            return
+        fields = dict(form.cleaned_data)
+        owner = fields.pop("owner", None) or request.user
+        created = actions.create_study(owner, **fields)
+        # The admin goes on with its own object (inlines, log entry, redirect): make it the row.
+        for field in Study._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(created, field.attname))
+        obj._state.adding, obj._state.db = False, created._state.db
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        # ``shared_with`` was saved by the action; only the inlines remain.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def save_formset(self, request: HttpRequest, form, formset, change: bool) -> None:
+        if formset.model is LanguageModel:
+            saved = formset.save(commit=False)
+            actions.set_study_models(form.instance, request.user, save=saved, delete=formset.deleted_objects)
+            return
+        super().save_formset(request, form, formset, change)
+
+    def delete_model(self, request: HttpRequest, obj: Study) -> None:
+        actions.delete_study(obj, request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for study in queryset:
+            actions.delete_study(study, request.user)
 
     def get_queryset(self, request: HttpRequest):
         return (
@@ -224,8 +279,8 @@ class StudyAdmin(StudyScopedAdmin):
     @admin.action(description="Generate responses")
     def generate_responses(self, request: HttpRequest, queryset) -> None:
         try:
-            # Imported here: the web process must not load generation backends to serve the admin.
-            from workers.generation import start_generation
+            # Imported here: the admin keeps working (with this message) where generation is absent.
+            from evalsite.generation.actions import start_generation
         except ImportError as exc:
             message = f"Generation is not available in this installation ({exc})."
             self.message_user(request, message, messages.ERROR)
@@ -245,45 +300,54 @@ class StudyAdmin(StudyScopedAdmin):
                 message = f"{study.slug}: generation started; progress shows on the study page."
                 self.message_user(request, message)
 
+    @admin.action(description="Cancel generation")
+    def cancel_generation_action(self, request: HttpRequest, queryset) -> None:
+        from evalsite.generation.actions import GenerationSetupError, cancel_generation
+
+        for study in queryset:
+            try:
+                cancelled = cancel_generation(study)
+            except (GenerationSetupError, lifecycle.TransitionError) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            message = (
+                f"{study.slug}: {len(cancelled)} generation job(s) cancelled; running ones stop after their "
+                f"current batch and keep their answers. The study is {study.status}."
+            )
+            self.message_user(request, message)
+
     @admin.action(description="Build comparisons")
     def build_comparisons_action(self, request: HttpRequest, queryset) -> None:
         for study in queryset:
             try:
-                added = build_comparisons(study)
-            except PairingError as exc:
+                added = actions.build_comparisons(study, request.user)
+            except ActionError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
             total = study.comparisons.count()
             self.message_user(request, f"{study.slug}: {added} comparison(s) added, {total} in total.")
             # A draft whose answers are all in (imported, say) is ready once it has comparisons.
             if study.status == Study.Status.DRAFT and total:
-                self._transition(request, study, Study.Status.READY, "is ready to launch")
+                self._transition(request, actions.mark_study_ready, study, "is ready to launch")
 
     @admin.action(description="Launch (go live)")
     def launch(self, request: HttpRequest, queryset) -> None:
         for study in queryset:
-            self._transition(request, study, Study.Status.LIVE, "is live")
+            self._transition(request, actions.launch_study, study, "is live")
 
     @admin.action(description="Pause (back to ready)")
     def pause(self, request: HttpRequest, queryset) -> None:
         for study in queryset:
-            # lifecycle allows draft → ready too; "pause" only means taking a live study offline.
-            if study.status != Study.Status.LIVE:
-                message = f"{study.slug} is {study.status}, not live: nothing to pause."
-                self.message_user(request, message, messages.ERROR)
-                continue
-            self._transition(request, study, Study.Status.READY, "is paused")
+            self._transition(request, actions.pause_study, study, "is paused")
 
     @admin.action(description="Close")
     def close(self, request: HttpRequest, queryset) -> None:
         for study in queryset:
-            self._transition(request, study, Study.Status.CLOSED, "is closed")
+            self._transition(request, actions.close_study, study, "is closed")
 
     @admin.action(description="Ask the LLM judge (models with role 'judge')")
     def ask_judge(self, request: HttpRequest, queryset) -> None:
-        # Imported here: the web process must not load generation backends to serve the admin.
-        from workers.generation import queue_for
-        from workers.tasks import judge_study
+        from evalsite.generation.jobs import enqueue_judge
 
         for study in queryset:
             judges = list(study.models.filter(role=LanguageModel.Role.JUDGE))
@@ -292,14 +356,14 @@ class StudyAdmin(StudyScopedAdmin):
                 self.message_user(request, message, messages.ERROR)
                 continue
             for judge in judges:
-                judge_study.apply_async((study.pk, judge.pk), queue=queue_for(judge))
+                enqueue_judge(study, judge)
             names = ", ".join(j.alias for j in judges)
             self.message_user(request, f"{study.slug}: {names} will judge every comparison in both orders.")
 
-    def _transition(self, request: HttpRequest, study: Study, target: str, done: str) -> None:
+    def _transition(self, request: HttpRequest, action, study: Study, done: str) -> None:
         try:
-            lifecycle.transition(study, target)
-        except lifecycle.TransitionError as exc:
+            action(study, request.user)
+        except ActionError as exc:
             self.message_user(request, str(exc), messages.ERROR)
         else:
             self.message_user(request, f"{study.slug} {done}.")
@@ -331,14 +395,15 @@ class StudyAdmin(StudyScopedAdmin):
         form = StudyUploadForm(request.POST or None, request.FILES or None, study=study)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
+            upload = {"actor": request.user, "fmt": data["format"] or None}
             try:
                 if data["kind"] == StudyUploadForm.KIND_PROMPTS:
-                    count = import_prompts(study, data["file"], fmt=data["format"] or None)
+                    count = actions.import_prompts(study, data["file"], **upload)
                     what = f"{count} prompt(s)"
                 else:
-                    count = import_responses(data["model"], data["file"], fmt=data["format"] or None)
+                    count = actions.import_responses(data["model"], data["file"], **upload)
                     what = f"{count} response(s) for {data['model'].alias}"
-            except ImportFileError as exc:
+            except ActionError as exc:
                 for line in exc.messages:
                     form.add_error(None, line)
                 form.add_error(None, "Nothing was imported.")
@@ -367,6 +432,30 @@ class LanguageModelAdmin(StudyScopedAdmin):
     search_fields = ("alias", "model_path", "study__slug")
     list_select_related = ("study",)
     readonly_fields = ("fingerprint", "created_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: LanguageModel | None = None):
+        if obj is not None and not actions.design_editable(obj.study):
+            return [f.name for f in self.opts.fields]  # frozen while the study is live or closed
+        return super().get_readonly_fields(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: LanguageModel | None = None) -> bool:
+        if obj is not None and not actions.design_editable(obj.study):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: LanguageModel, form, change: bool) -> None:
+        if not change or form.has_changed():
+            actions.set_study_models(obj.study, request.user, save=[obj])
+
+    def delete_model(self, request: HttpRequest, obj: LanguageModel) -> None:
+        actions.delete_model(obj, request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for model in queryset.select_related("study"):
+            try:
+                actions.delete_model(model, request.user)
+            except ActionError as exc:
+                self.message_user(request, f"{model.alias} was kept: {exc}", messages.WARNING)
 
 
 @admin.register(Prompt)

@@ -2,17 +2,37 @@
 
 A staff researcher sees the rows of studies they own or that are shared with them, and changes,
 deletes or runs actions only on those they own; a superuser sees and changes everything.
+
+Saves and deletes go through the apps' actions; an :class:`~.errors.ActionError` one of them raises
+while the admin saves (a rule the form could not check beforehand, or a race) rolls the whole
+save back and comes back as an error message on the page, never as a 500.
 """
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponseRedirect
 
 from .access import can_change_study, visible_studies
+from .errors import ActionError
 from .models import Study
 
 
 class StudyScopedAdmin(admin.ModelAdmin):
     study_path = "study"  # ORM path from a row to its study; "" for the Study admin itself
+
+    def changeform_view(self, request: HttpRequest, object_id=None, form_url="", extra_context=None):
+        try:
+            # Django runs the save in a transaction: an error leaves the database as it was.
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ActionError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def delete_view(self, request: HttpRequest, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ActionError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def _prefix(self) -> str:
         return f"{self.study_path}__" if self.study_path else ""

@@ -293,7 +293,8 @@ def _reference_answers(row: _Row, problems: _Problems) -> list[str] | None:
                 problems.add(row.line, f"reference_answers is not a valid JSON list ({exc.msg})")
                 return None
         else:
-            return [part.strip() for part in stripped.split("|") if part.strip()]
+            # "a|b" in CSV: split, then checked like a JSON list (a NUL inside must not slip through).
+            value = [part.strip() for part in stripped.split("|")]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         problems.add(row.line, "reference_answers must be a list of strings")
         return None

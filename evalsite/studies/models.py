@@ -116,7 +116,7 @@ class LanguageModel(models.Model):
         OTHER = "other", "Other"
         # Owns the deliberately wrong answers of attention checks; never paired, generated or ranked.
         ATTENTION = "attention", "Attention check (hidden)"
-        # An LLM judge: compares pairs (workers.judge), is not itself compared or generated.
+        # An LLM judge: compares pairs (evalsite.generation.judge), is not itself compared or generated.
         JUDGE = "judge", "LLM judge"
 
     class Backend(models.TextChoices):

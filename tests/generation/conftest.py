@@ -66,7 +66,7 @@ def smollm2_dir() -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _close_backends():
-    """Backends are cached per process (as in a worker); close their engines when the session ends."""
+    """A process keeps its loaded backend (as a worker does); close its engine when the session ends."""
     yield
     clear_backend_cache()
 

@@ -2,10 +2,12 @@
 
 import pytest
 
+from evalsite.generation.actions import start_generation
+from evalsite.generation.jobs import queue_for
+from evalsite.generation.runner import run_job
 from evalsite.studies.models import GenerationJob, Response
 from workers.backends.base import ChatPrompt, DecodingParams, GenerationError, TransientGenerationError
 from workers.backends.openai_compat import OpenAICompatBackend
-from workers.generation import queue_for, run_job, start_generation
 
 from .conftest import PROMPTS
 

@@ -10,11 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from evalsite.generation.actions import start_generation
+from evalsite.generation.jobs import queue_for
+from evalsite.generation.runner import run_job
 from evalsite.studies.models import GenerationJob, Response
 from workers.backends.base import ChatPrompt, DecodingParams, get_backend
 from workers.backends.hf import HFBackend
 from workers.backends.openai_compat import OpenAICompatBackend
-from workers.generation import queue_for, run_job, start_generation
 
 from .conftest import PROMPTS
 

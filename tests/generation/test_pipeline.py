@@ -6,9 +6,11 @@ import uuid
 import pytest
 from django.core.management import call_command
 
+from evalsite.generation.actions import GenerationSetupError, start_generation
+from evalsite.generation.jobs import missing_items, queue_for
+from evalsite.generation.runner import run_job
 from evalsite.studies.lifecycle import TransitionError
 from evalsite.studies.models import GenerationJob, Response, Study
-from workers.generation import GenerationSetupError, missing_items, queue_for, run_job, start_generation
 
 from .conftest import PROMPTS
 

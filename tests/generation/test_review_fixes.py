@@ -11,19 +11,20 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from evalsite.generation.actions import start_generation
+from evalsite.generation.answers import save_answers
+from evalsite.generation.claims import heartbeat
+from evalsite.generation.runner import run_job
 from evalsite.studies.models import GenerationJob, Response
-from workers import generation
 from workers.backends.base import DecodingParams, GenerationResult
-from workers.generation import run_job, start_generation
 
 from .conftest import PROMPTS
 
 
 @pytest.fixture
-def fast_heartbeat(monkeypatch):
-    """Heartbeats every 50 ms; a run silent for 0.5 s is presumed dead."""
-    monkeypatch.setattr(generation, "HEARTBEAT_INTERVAL", 0.05, raising=False)
-    monkeypatch.setattr(generation, "HEARTBEAT_TIMEOUT", timedelta(seconds=0.5), raising=False)
+def fast_heartbeat(settings):
+    """Heartbeats every 50 ms; a run silent for 0.3 s (six beats) is presumed dead."""
+    settings.GENERATION_HEARTBEAT_SECONDS = 0.05
 
 
 @pytest.fixture
@@ -90,11 +91,11 @@ def test_heartbeat_keeps_a_running_job_fresh_and_never_revives_it(imported_study
     (job,) = start_generation(imported_study, enqueue=False)
     old = timezone.now() - timedelta(hours=1)
     GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.RUNNING, updated_at=old)
-    with generation._heartbeat(job.pk):
+    with heartbeat(job.pk):
         time.sleep(0.3)
     assert GenerationJob.objects.get(pk=job.pk).updated_at > old
     GenerationJob.objects.filter(pk=job.pk).update(status=GenerationJob.Status.CANCELLED, updated_at=old)
-    with generation._heartbeat(job.pk):
+    with heartbeat(job.pk):
         time.sleep(0.3)
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.CANCELLED and job.updated_at == old
@@ -117,7 +118,7 @@ def test_write_keeps_good_answers_and_replaces_only_failed_ones(imported_study):
 
     # A late duplicate run produces new answers: only the failed and the missing ones are written.
     answers = [GenerationResult(text=f"late {i}", finish_reason="stop") for i in range(3)]
-    generation._upsert(model, StubBackend(), batch, answers, DecodingParams())
+    save_answers(model, StubBackend(), batch, answers, DecodingParams())
     good.refresh_from_db()
     failed.refresh_from_db()
     assert (good.text, good.backend) == ("kept answer", "imported")
@@ -127,12 +128,12 @@ def test_write_keeps_good_answers_and_replaces_only_failed_ones(imported_study):
 
     # A run whose answers all fail afterwards leaves every good answer as it was.
     errors = [GenerationResult(error="CUDA out of memory") for _ in range(3)]
-    generation._upsert(model, StubBackend(), batch, errors, DecodingParams())
+    save_answers(model, StubBackend(), batch, errors, DecodingParams())
     texts = dict(Response.objects.values_list("prompt__source_id", "text"))
     assert texts == {"p0": "kept answer", "p1": "late 1", "p2": "late 2"}
     assert not Response.objects.exclude(error="").exists()
 
     # A failed answer is still replaced by another failure's message (the latest reason is kept).
     Response.objects.filter(pk=failed.pk).update(text="", error="timed out")
-    generation._upsert(model, StubBackend(), batch[1:2], errors[:1], DecodingParams())
+    save_answers(model, StubBackend(), batch[1:2], errors[:1], DecodingParams())
     assert Response.objects.get(pk=failed.pk).error == "CUDA out of memory"

@@ -5,10 +5,11 @@ import re
 
 import pytest
 
+from evalsite.generation.actions import start_generation
+from evalsite.generation.runner import run_job
 from evalsite.studies.models import GenerationJob, Response
 from workers.backends.base import ChatPrompt, DecodingParams
 from workers.backends.hf import HFBackend
-from workers.generation import run_job, start_generation
 
 pytestmark = pytest.mark.slow
 

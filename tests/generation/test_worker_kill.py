@@ -15,8 +15,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from evalsite.generation.actions import start_generation
 from evalsite.studies.models import GenerationJob, Response, Study
-from workers.generation import start_generation
 
 from .conftest import REPO
 
@@ -46,7 +46,7 @@ def start_worker(queue: str, name: str, log: Path) -> subprocess.Popen:
         "-m",
         "celery",
         "-A",
-        "evalsite",
+        "evalsite.celery",
         "worker",
         "-Q",
         queue,

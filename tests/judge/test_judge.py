@@ -8,10 +8,10 @@ import pytest
 
 from evalsite.analysis.judge import combine_orders
 from evalsite.dashboard.models import JudgeVerdict
+from evalsite.generation.judge import parse_verdict, run_judge
 from evalsite.studies.models import LanguageModel, Response
 from evalsite.studies.pairing import build_comparisons
 from workers.backends.base import clear_backend_cache
-from workers.judge import parse_verdict, run_judge
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,10 @@ def test_simulated_demo_shows_crowd_fooled_more_than_experts():
     assert max(row["n"] for row in per_comparison) <= study.redundancy
     assert not Assignment.objects.values("rater", "comparison").annotate(n=Count("id")).filter(n__gt=1).exists()
     # The simulated crowd leaves room for real visitors.
-    assert ratings.filter(comparison__is_attention_check=False).count() < study.comparisons.filter(
-        is_attention_check=False).count() * study.redundancy
+    assert (
+        ratings.filter(comparison__is_attention_check=False).count()
+        < study.comparisons.filter(is_attention_check=False).count() * study.redundancy
+    )
 
     frames = load_frames(study)
     report = build_report(*frames, n_boot=200)

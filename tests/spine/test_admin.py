@@ -159,9 +159,9 @@ def test_generate_action_calls_start_generation_per_study(admin_client_staff, ma
         if study.slug == "broken":
             raise RuntimeError("no GPU worker is listening")
 
-    fake = types.ModuleType("workers.generation")
+    fake = types.ModuleType("evalsite.generation.actions")
     fake.start_generation = start_generation
-    monkeypatch.setitem(sys.modules, "workers.generation", fake)
+    monkeypatch.setitem(sys.modules, "evalsite.generation.actions", fake)
     ok, broken = make_study(slug="ok"), make_study(slug="broken")
     msgs = act(admin_client_staff, "generate_responses", ok, broken)
     assert sorted(calls) == ["broken", "ok"]
@@ -170,7 +170,7 @@ def test_generate_action_calls_start_generation_per_study(admin_client_staff, ma
 
 
 def test_generate_action_without_generation_module(admin_client_staff, make_study, monkeypatch):
-    monkeypatch.setitem(sys.modules, "workers.generation", None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, "evalsite.generation.actions", None)  # makes the import fail
     (msg,) = act(admin_client_staff, "generate_responses", make_study(slug="g"))
     assert msg.startswith("Generation is not available")
 
@@ -391,7 +391,7 @@ def test_generate_action_refuses_live_study(admin_client_staff, make_study):
 
 
 def test_generate_action_with_real_start_generation(admin_client_staff, make_study):
-    pytest.importorskip("workers.generation")
+    pytest.importorskip("evalsite.generation.actions")
     # Imported models whose answers are all present: jobs finish at once, nothing is enqueued.
     study = make_study(slug="complete", n_prompts=2)
     msgs = act(admin_client_staff, "generate_responses", study)

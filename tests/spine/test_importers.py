@@ -376,6 +376,17 @@ def test_nul_in_csv_metadata_escape_and_in_responses(tmp_path, study, imported_m
     )
 
 
+def test_nul_in_pipe_separated_reference_answers_is_a_line_numbered_error(tmp_path, study):
+    # Regression: the "a|b" form returned before the NUL check, so the row reached jsonb and
+    # PostgreSQL refused it at write time (a 500 in the admin upload).
+    path = write(tmp_path, "refs.csv", "id,prompt,reference_answers\nok,fine,a|b\nbad,fine,ok|b\x00d\n")
+    message = refused(import_prompts, study, path)
+    assert "refs.csv: line 3: reference_answers contains a NUL character" in message
+    good = write(tmp_path, "good.csv", "id,prompt,reference_answers\nok,fine, a | |b \n")
+    assert import_prompts(study, good) == 1
+    assert Prompt.objects.get(source_id="ok").reference_answers == ["a", "b"]
+
+
 @pytest.mark.parametrize("value", ["²", "١", "1²", "9" * 5000])
 def test_sample_index_accepts_only_ascii_digits(tmp_path, imported_model, value):
     path = write(tmp_path, "r.csv", f"id,response,sample_index\na,hello,{value}\n")

@@ -1,15 +1,17 @@
 """The generation backend protocol: chat prompts + decoding parameters in, one result per prompt out.
 
 A backend wraps one model behind one engine (vLLM, transformers, an HTTP endpoint, a file). Building
-one is expensive (weights load, engines compile), so :func:`get_backend` builds each once per worker
-process and caches it under the model's engine settings.
+one is expensive (weights load, engines compile), so :func:`get_backend` keeps the last one loaded for
+the next job with the same engine settings; a worker process holds one engine at a time.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import json
+import sys
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -173,7 +175,8 @@ _BACKENDS = {
     "openai": "workers.backends.openai_compat:OpenAICompatBackend",
     "imported": "workers.backends.imported:ImportedBackend",
 }
-_cache: dict[tuple[str, str, str], GenerationBackend] = {}
+# At most one engine per worker process: a GPU holds one model's weights and KV cache, not two.
+_loaded: tuple[tuple[str, str, str], GenerationBackend] | None = None
 _cache_lock = threading.Lock()
 
 
@@ -187,22 +190,51 @@ def backend_class(name: str) -> type[GenerationBackend]:
 
 
 def get_backend(model: Any) -> GenerationBackend:
-    """The backend for a LanguageModel, built once per process and keyed on its engine settings.
+    """The backend for a LanguageModel, kept loaded for the next job of the same engine settings.
 
-    Decoding parameters are not part of the key: one engine serves any temperature or seed.
+    A worker process holds one engine at a time: asking for a different one closes and releases
+    the loaded one (its GPU memory, engine processes) before the new one is built, so a study's
+    second vLLM model does not run out of memory next to the first. Decoding parameters are not
+    part of the key: one engine serves any temperature or seed.
     """
+    global _loaded
     key = (model.backend, model.model_path, json.dumps(model.engine_options or {}, sort_keys=True))
     with _cache_lock:
-        backend = _cache.get(key)
-        if backend is None:
-            backend = backend_class(model.backend)(model.model_path, model.engine_options or {})
-            _cache[key] = backend
+        if _loaded is not None and _loaded[0] == key:
+            return _loaded[1]
+        _release_locked()
+        backend = backend_class(model.backend)(model.model_path, model.engine_options or {})
+        _loaded = (key, backend)
         return backend
 
 
-def clear_backend_cache() -> None:
-    """Close and forget every cached backend (tests, and workers freeing memory between studies)."""
+def loaded_backend() -> GenerationBackend | None:
+    """The engine this process holds now, if any."""
     with _cache_lock:
-        for backend in _cache.values():
-            backend.close()
-        _cache.clear()
+        return _loaded[1] if _loaded is not None else None
+
+
+def clear_backend_cache() -> None:
+    """Close and release the loaded backend (worker shutdown, tests)."""
+    with _cache_lock:
+        _release_locked()
+
+
+def _release_locked() -> None:
+    global _loaded
+    if _loaded is None:
+        return
+    backend, _loaded = _loaded[1], None
+    try:
+        backend.close()
+    finally:
+        del backend  # the last reference: the engine's weights can be collected now
+        release_memory()
+
+
+def release_memory() -> None:
+    """Collect what a closed engine left behind and hand cached CUDA memory back to the driver."""
+    gc.collect()
+    torch = sys.modules.get("torch")  # only when an engine already imported it
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

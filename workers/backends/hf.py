@@ -138,4 +138,6 @@ class HFBackend(GenerationBackend):
         return results
 
     def close(self) -> None:
+        """Drop the weights and tokenizer; ``get_backend`` then collects them and empties CUDA's cache."""
         self.model = None
+        self.tokenizer = None

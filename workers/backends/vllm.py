@@ -12,6 +12,7 @@ spawn processes.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import time
 from typing import Any
@@ -29,6 +30,8 @@ from .base import (
     prompt_too_long_message,
 )
 from .templating import encode_chat
+
+log = logging.getLogger(__name__)
 
 LLM_OPTIONS = (
     "dtype",
@@ -149,10 +152,24 @@ class VLLMBackend(GenerationBackend):
         return [r for r in results if r is not None]
 
     def close(self) -> None:
+        """Stop the engine (its engine-core process holds the GPU memory) and free what stays here."""
         llm, self.llm = getattr(self, "llm", None), None
-        if llm is not None:
-            engine_core = getattr(llm.llm_engine, "engine_core", None)
-            if hasattr(engine_core, "shutdown"):
-                engine_core.shutdown()
-            del llm
-            gc.collect()
+        self.tokenizer = None
+        if llm is None:
+            return
+        shutdown = getattr(llm, "shutdown", None)  # newer vLLM: LLM.shutdown()
+        engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if callable(shutdown):
+            shutdown()
+        elif hasattr(engine_core, "shutdown"):
+            engine_core.shutdown()
+        del llm, engine_core
+        gc.collect()
+        try:  # an in-process engine (no engine-core process) keeps its parallel groups here
+            from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+        except ImportError:
+            return
+        try:
+            cleanup_dist_env_and_memory()
+        except Exception:  # noqa: BLE001 -- the engine is gone; a failed tidy-up must not fail the next job
+            log.warning("vLLM's distributed cleanup failed", exc_info=True)

@@ -29,7 +29,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true", help="Enqueue and exit; don't follow progress.")
 
     def handle(self, *args, **opts) -> None:
-        from workers.generation import GenerationSetupError, run_job, start_generation
+        from evalsite.generation.actions import GenerationSetupError, start_generation
+        from evalsite.generation.runner import run_job
 
         study = self._study(opts["study"])
         models = None

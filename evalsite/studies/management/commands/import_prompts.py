@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.studies.importers import ImportFileError, import_prompts
+from evalsite.studies.actions import ImportRefused, import_prompts
 from evalsite.studies.models import Study
 
 
@@ -38,6 +38,6 @@ class Command(BaseCommand):
         target = get_study(study)
         try:
             count = import_prompts(target, existing_file(file), fmt=format)
-        except ImportFileError as exc:
+        except ImportRefused as exc:
             raise CommandError(f"Nothing was imported.\n{exc}") from None
         self.stdout.write(self.style.SUCCESS(f"Imported {count} prompt(s) into {target.slug!r}."))

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from evalsite.studies.importers import ImportFileError, import_responses
+from evalsite.studies.actions import ImportRefused, import_responses
 from evalsite.studies.management.commands.import_prompts import existing_file, get_study
 from evalsite.studies.models import LanguageModel
 
@@ -28,7 +28,7 @@ class Command(BaseCommand):
             raise CommandError(f"No model {model!r} in study {target.slug!r}.") from None
         try:
             count = import_responses(language_model, existing_file(file), fmt=format)
-        except ImportFileError as exc:
+        except ImportRefused as exc:
             raise CommandError(f"Nothing was imported.\n{exc}") from None
         self.stdout.write(
             self.style.SUCCESS(f"Imported {count} response(s) for {model!r} in {target.slug!r}.")

@@ -9,10 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from evalsite.studies import lifecycle
-from evalsite.studies.importers import ImportFileError, import_prompts, import_responses
+from evalsite.studies import actions
+from evalsite.studies.errors import ActionError
 from evalsite.studies.models import LanguageModel, Study
-from evalsite.studies.pairing import build_comparisons
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "demo_data"
 DEMO_SLUG = "demo"
@@ -44,50 +43,55 @@ DEMO_MODELS = [
 
 
 def seed_demo(owner=None) -> Study:
-    """Create (or complete) the live demo study and return it."""
+    """Create (or complete) the live demo study and return it (through the same actions as the admin)."""
     with transaction.atomic():
-        study, _ = Study.objects.get_or_create(
-            slug=DEMO_SLUG,
-            defaults={
-                "title": "Demo: does the imitation match the teacher?",
-                "description": (
+        study = Study.objects.select_for_update().filter(slug=DEMO_SLUG).first()
+        if study is None:
+            study = actions.create_study(
+                owner,
+                slug=DEMO_SLUG,
+                title="Demo: does the imitation match the teacher?",
+                description=(
                     "Bundled sample: a teacher, an imitation that copies its style but not its facts, "
                     "a base model, and SmolLM2 generated on demand."
                 ),
-                "instructions": INSTRUCTIONS,
-                "consent_text": CONSENT,
-                "completion_code": "EVALSITE-DEMO",
-                "owner": owner,
-                "tasks_per_rater": 10,
+                instructions=INSTRUCTIONS,
+                consent_text=CONSENT,
+                completion_code="EVALSITE-DEMO",
+                tasks_per_rater=10,
                 # Room for the simulated raters scripts/demo.py adds and for real visitors.
-                "redundancy": 5,
-            },
-        )
-        models = {}
-        for alias, role, backend, path, _file in DEMO_MODELS:
-            models[alias], _ = LanguageModel.objects.get_or_create(
+                redundancy=5,
+            )
+        existing = set(study.models.values_list("alias", flat=True))
+        missing = [
+            LanguageModel(
                 study=study,
                 alias=alias,
-                defaults={
-                    "role": role,
-                    "backend": backend,
-                    "model_path": path,
-                    "max_tokens": 128 if backend == Backend.HF else 512,
-                    "temperature": 0.7,
-                },
+                role=role,
+                backend=backend,
+                model_path=path,
+                max_tokens=128 if backend == Backend.HF else 512,
+                temperature=0.7,
             )
-    if lifecycle.prompts_editable(study):
+            for alias, role, backend, path, _file in DEMO_MODELS
+            if alias not in existing
+        ]
+        # A live demo keeps the models it has: its models are frozen while ratings refer to them.
+        if missing and actions.design_editable(study):
+            actions.set_study_models(study, None, save=missing)
+    models = {m.alias: m for m in study.models.all()}
+    if actions.design_editable(study):
         if not study.prompts.exists():
-            import_prompts(study, DEMO_DATA / "prompts.jsonl")
+            actions.import_prompts(study, DEMO_DATA / "prompts.jsonl")
         for alias, *_rest, sample in DEMO_MODELS:
-            if sample and not models[alias].responses.exists():
-                import_responses(models[alias], DEMO_DATA / sample)
-    build_comparisons(study)
+            if sample and alias in models and not models[alias].responses.exists():
+                actions.import_responses(models[alias], DEMO_DATA / sample)
+    actions.build_comparisons(study)
     study.refresh_from_db()
     if study.status == Study.Status.DRAFT:
-        lifecycle.transition(study, Study.Status.READY)
+        actions.mark_study_ready(study)
     if study.status == Study.Status.READY:
-        lifecycle.launch(study)
+        actions.launch_study(study)
     return study
 
 
@@ -106,7 +110,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No user {owner!r}.") from None
         try:
             study = seed_demo(owner=user)
-        except (ImportFileError, lifecycle.TransitionError) as exc:
+        except ActionError as exc:
             raise CommandError(f"The demo could not be seeded:\n{exc}") from None
         self.stdout.write(
             self.style.SUCCESS(

@@ -2,7 +2,8 @@
 
 The judge is any LanguageModel of the study (any generation backend). Each comparison is asked
 twice, with A first and with B first; verdicts are stored in the judge's own terms and combined
-by :func:`evalsite.analysis.judge.combine_orders` (inconsistent orders count as ties).
+by :func:`evalsite.analysis.judge.combine_orders` (inconsistent orders count as ties). Runs in the
+Celery task ``workers.tasks.judge_study``; the admin sends it with :func:`.jobs.enqueue_judge`.
 """
 
 from __future__ import annotations
