@@ -27,7 +27,7 @@ from evalsite.studies.models import Comparison, Study
 from .assignment import release_live_lease
 from .models import Assignment, Rater, Rating
 
-__all__ = ["CounterChange", "block_rater", "repair_counters", "unblock_rater"]
+__all__ = ["CounterChange", "Invitation", "block_rater", "invite_expert", "repair_counters", "unblock_rater"]
 
 
 def _lock(rater: Rater) -> Rater:
@@ -79,6 +79,57 @@ def unblock_rater(rater: Rater, actor=None) -> Rater:
     return _copy(locked, rater)
 
 
+# --- experts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """An invited expert: their rater row and the personal link to send them (a path; add the host)."""
+
+    rater: Rater
+    path: str
+
+
+def invitation_path(rater: Rater) -> str:
+    """The expert's personal link: the consent page, naming the rater by its signed token."""
+    from django.urls import reverse
+
+    from .identity import rater_token
+
+    slug = rater.study.slug
+    return reverse("rating:consent", kwargs={"slug": slug}) + f"?t={rater_token(rater, slug)}"
+
+
+def invite_expert(study: Study, actor=None, *, name: str = "") -> Invitation:
+    """Invite one expert: a rater marked expert, reached by a personal link (no platform account).
+
+    Experts rate on the crowd's page with the correctness questions required, in their own slots
+    (``study.expert_redundancy`` per comparison of the expert pool), so they never take crowd work.
+    ``name`` is a label for the researcher (e.g. the expert's initials); it is never shown to raters.
+    """
+    import secrets
+
+    from .identity import pseudonym
+
+    with transaction.atomic():
+        locked = Study.objects.select_for_update().get(pk=study.pk)
+        check_can_change(actor, locked)
+        if locked.status == Study.Status.CLOSED:
+            raise ActionConflict("This study is closed: it takes no more ratings, so there is nothing to invite to.")
+        external_id = f"{secrets.token_urlsafe(12)}"
+        rater = Rater.objects.create(
+            study=locked,
+            platform=Rater.Platform.EXPERT,
+            external_id=external_id,
+            pseudonym=pseudonym(locked, Rater.Platform.EXPERT, external_id),
+            is_expert=True,
+            platform_data={"label": name.strip()[:100]} if name.strip() else {},
+            user=actor if getattr(actor, "is_authenticated", False) else None,
+        )
+    rater.study = locked
+    return Invitation(rater, invitation_path(rater))
+
+
 # --- counters -----------------------------------------------------------------------------------
 
 
@@ -95,9 +146,14 @@ class CounterChange:
         return f"{self.what}: {self.field} {self.old} → {self.new}"
 
 
+_LIVE = Q(assignments__status=Assignment.Status.LIVE)
+_SUBMITTED = Q(assignments__status=Assignment.Status.SUBMITTED)
+_EXPERT = Q(assignments__expert=True)
 COMPARISON_COUNTERS = {
-    "n_live": Count("assignments", filter=Q(assignments__status=Assignment.Status.LIVE)),
-    "n_submitted": Count("assignments", filter=Q(assignments__status=Assignment.Status.SUBMITTED)),
+    "n_live": Count("assignments", filter=_LIVE & ~_EXPERT),
+    "n_submitted": Count("assignments", filter=_SUBMITTED & ~_EXPERT),
+    "n_expert_live": Count("assignments", filter=_LIVE & _EXPERT),
+    "n_expert_submitted": Count("assignments", filter=_SUBMITTED & _EXPERT),
 }
 RATER_COUNTERS = {
     "tasks_submitted": Count("ratings"),

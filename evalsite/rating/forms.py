@@ -49,12 +49,13 @@ def _int(value, name: str, low: int, high: int) -> int | None:
     return number
 
 
-def required_questions(rating_form: dict) -> list[str]:
+def required_questions(rating_form: dict, *, expert: bool = False) -> list[str]:
     """The questions a rater must answer: the form's ``required`` list, or the default.
 
     Default: the overall verdict, and correctness of each answer when the form asks it (the
-    substance questions are what the study exists for). A required question the form does not ask
-    is ignored.
+    substance questions are what the study exists for). Experts always answer correctness: their
+    verdicts are the truth the report scores the crowd against. A required question the form does
+    not ask is ignored.
     """
     asked = {
         "preference": True,
@@ -64,14 +65,16 @@ def required_questions(rating_form: dict) -> list[str]:
         "rationale": bool(rating_form.get("rationale")),
     }
     default = ["preference", "correctness"]
-    listed = rating_form.get("required", default)
+    listed = list(rating_form.get("required", default))
+    if expert:
+        listed.append("correctness")
     return [q for q in QUESTIONS if q in listed and asked[q]]
 
 
-def required_fields(rating_form: dict) -> list[tuple[str, str]]:
+def required_fields(rating_form: dict, *, expert: bool = False) -> list[tuple[str, str]]:
     """The input names that must carry an answer, each with how the page names it to the rater."""
     fields = []
-    for question in required_questions(rating_form):
+    for question in required_questions(rating_form, expert=expert):
         if question == "correctness":
             fields += [(f"correct_{side}", FIELD_LABELS["correct"].format(n=n)) for n, side in enumerate(SIDES, 1)]
         elif question == "style":
@@ -84,9 +87,10 @@ def required_fields(rating_form: dict) -> list[tuple[str, str]]:
     return fields
 
 
-def parse_rating(data: Mapping, rating_form: dict) -> RatingInput:
+def parse_rating(data: Mapping, rating_form: dict, *, expert: bool = False) -> RatingInput:
     """Validate a submission against the study's rating form."""
-    missing = [label for name, label in required_fields(rating_form) if not str(data.get(name) or "").strip()]
+    required = required_fields(rating_form, expert=expert)
+    missing = [label for name, label in required if not str(data.get(name) or "").strip()]
     if missing:
         raise RatingFormError(f"Please answer {', '.join(missing)} before submitting.")
     preference = data.get("preference")

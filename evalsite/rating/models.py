@@ -15,6 +15,7 @@ class Rater(models.Model):
         MTURK = "mturk", "MTurk"
         LINK = "link", "Direct link"
         STAFF = "staff", "Staff (expert)"
+        EXPERT = "expert", "Invited expert"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="raters")
     platform = models.CharField(max_length=10, choices=Platform.choices)
@@ -67,6 +68,8 @@ class Assignment(models.Model):
     leased_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     submitted_at = models.DateTimeField(null=True, blank=True)
+    # Which kind of slot the lease holds: an expert's (n_expert_*) or the crowd's (n_live/n_submitted).
+    expert = models.BooleanField(default=False)
 
     class Meta:
         constraints = [

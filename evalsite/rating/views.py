@@ -187,7 +187,7 @@ def submit(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     if rater is None:
         return _lost(request, study)
     try:
-        payload = parse_rating(request.POST, study.rating_form)
+        payload = parse_rating(request.POST, study.rating_form, expert=rater.is_expert)
         engine.submit(token, rater, payload)
     except engine.LeaseExpired:
         return _go(request, "task", study, rater, "&expired=1")
@@ -304,6 +304,7 @@ def _comparison_of(leased: Assignment) -> Comparison:
 def _leased_context(study: Study, rater: Rater, leased: Assignment) -> dict:
     comparison = _comparison_of(leased)
     context = _task_context(study, comparison, leased.left_side, number=rater.tasks_submitted + 1)
+    context["required"] = [name for name, _ in required_fields(study.rating_form or {}, expert=rater.is_expert)]
     context["total"] = rater.tasks_submitted + engine.tasks_within_reach(rater, study)
     context["token"] = leased.token
     context["expires_at"] = leased.expires_at

@@ -51,10 +51,18 @@ def transition(study: Study, target: str) -> Study:
         check_transition(locked, target)
         if target == S.LIVE:
             _ensure_attention_checks(locked)
+            _choose_expert_pool(locked)
         locked.status = target
         locked.save(update_fields=["status", "updated_at"])
     study.status = target
     return study
+
+
+def _choose_expert_pool(study: Study) -> None:
+    """Going live fixes which comparisons invited experts rate (``study.expert_share`` of them)."""
+    from evalsite.rating.assignment import choose_expert_pool
+
+    choose_expert_pool(study)
 
 
 def _ensure_attention_checks(study: Study) -> None:

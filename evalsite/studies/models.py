@@ -64,7 +64,12 @@ class Study(models.Model):
         ALL_PAIRS = "all", "All pairs of models"
 
     slug = models.SlugField(max_length=80, unique=True)
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, help_text="Internal: for researchers; raters never see it.")
+    public_title = models.CharField(
+        max_length=200,
+        default="Compare two answers",
+        help_text="What raters see as the study's name. Keep the hypothesis out of it.",
+    )
     description = models.TextField(blank=True, help_text="For researchers; raters never see it.")
     instructions = models.TextField(blank=True, help_text="Markdown shown to raters before the first task.")
     consent_text = models.TextField(
@@ -80,6 +85,16 @@ class Study(models.Model):
         default=3, validators=[MinValueValidator(1), MaxValueValidator(50)], help_text="Ratings per comparison (k)."
     )
     tasks_per_rater = models.PositiveIntegerField(default=20, validators=[MinValueValidator(1)])
+    expert_redundancy = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="Expert ratings per comparison in the expert pool; separate from the crowd's k.",
+    )
+    expert_share = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of comparisons experts rate (prompts without a reference answer first).",
+    )
     lease_seconds = models.PositiveIntegerField(default=900, validators=[MinValueValidator(30)])
     attention_check_rate = models.FloatField(
         default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
@@ -275,6 +290,10 @@ class Comparison(models.Model):
     # they count, so picking the least-rated comparison is an index scan, not a join.
     n_live = models.PositiveIntegerField(default=0)
     n_submitted = models.PositiveIntegerField(default=0)
+    # Experts have their own slots (study.expert_redundancy) on the comparisons in their pool.
+    expert_pool = models.BooleanField(default=False)
+    n_expert_live = models.PositiveIntegerField(default=0)
+    n_expert_submitted = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
