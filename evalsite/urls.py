@@ -3,9 +3,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from evalsite.dashboard.study_pages import home
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("r/", include("evalsite.rating.urls")),
     path("api/", include("evalsite.api.urls")),
     path("reports/", include("evalsite.dashboard.urls")),
+    path("studies/", include("evalsite.dashboard.study_urls")),
+    path("", home, name="home"),
 ]

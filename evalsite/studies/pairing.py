@@ -86,3 +86,36 @@ def build_comparisons(study: Study, all_pairs: bool | None = None) -> int:
         # ignore_conflicts guards against a concurrent run that inserted the same pair meanwhile.
         Comparison.objects.bulk_create(new, batch_size=1000, ignore_conflicts=True)
     return len(new)
+
+
+def explain_skips(study: Study, all_pairs: bool | None = None) -> list[str]:
+    """Why prompts are left out of comparisons, one sentence per model that lacks answers.
+
+    E.g. "175 of 180 prompts have no usable answer from imitation (170 missing, 5 failed)".
+    Empty when every prompt has a usable answer from every model that takes part.
+    """
+    if all_pairs is None:
+        all_pairs = study.pairing == Study.Pairing.ALL_PAIRS
+    try:
+        pairs = _model_pairs(study, all_pairs)
+    except PairingError as exc:
+        return [str(exc)]
+    models = {m.pk: m.alias for m in LanguageModel.real.filter(study=study)}
+    taking_part = {m for pair in pairs for m in pair}
+    prompt_ids = list(study.prompts.values_list("pk", flat=True))
+    usable = _usable_responses(study)
+    failed = defaultdict(set)
+    for prompt_id, model_id in Response.objects.filter(prompt__study=study, sample_index=0).exclude(error="").values_list(
+        "prompt_id", "model_id"
+    ):
+        failed[model_id].add(prompt_id)
+    reasons = []
+    for model_id in sorted(taking_part, key=lambda pk: models.get(pk, "")):
+        lacking = [p for p in prompt_ids if model_id not in usable.get(p, {})]
+        if lacking:
+            n_failed = len(failed[model_id] & set(lacking))
+            detail = f"{len(lacking) - n_failed} missing, {n_failed} failed or empty" if n_failed else "no answer yet"
+            reasons.append(
+                f"{len(lacking)} of {len(prompt_ids)} prompts have no usable answer from {models[model_id]} ({detail})"
+            )
+    return reasons

@@ -46,7 +46,12 @@ def test_sent_by_name_after_commit(imported_study, sent, django_capture_on_commi
     assert len(callbacks) == 1
     job.refresh_from_db()
     assert sent == [
-        {"name": "workers.tasks.run_generation_job", "args": [job.pk], "queue": "default", "task_id": job.celery_task_id}
+        {
+            "name": "workers.tasks.run_generation_job",
+            "args": [job.pk],
+            "queue": "default",
+            "task_id": job.celery_task_id,
+        }
     ]
 
 
