@@ -114,14 +114,14 @@ class Study(models.Model):
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
 
+    def __str__(self) -> str:
+        return self.title
+
     def get_absolute_url(self) -> str:
         """The researcher's study page (the admin's "View on site" goes there)."""
         from django.urls import reverse
 
         return reverse("studies:home", kwargs={"slug": self.slug})
-
-    def __str__(self) -> str:
-        return self.title
 
 
 class RealModelManager(models.Manager):

@@ -105,9 +105,8 @@ def explain_skips(study: Study, all_pairs: bool | None = None) -> list[str]:
     prompt_ids = list(study.prompts.values_list("pk", flat=True))
     usable = _usable_responses(study)
     failed = defaultdict(set)
-    for prompt_id, model_id in Response.objects.filter(prompt__study=study, sample_index=0).exclude(error="").values_list(
-        "prompt_id", "model_id"
-    ):
+    errors = Response.objects.filter(prompt__study=study, sample_index=0).exclude(error="")
+    for prompt_id, model_id in errors.values_list("prompt_id", "model_id"):
         failed[model_id].add(prompt_id)
     reasons = []
     for model_id in sorted(taking_part, key=lambda pk: models.get(pk, "")):

@@ -43,7 +43,8 @@ def test_from_build_to_live_with_the_reason_for_skipped_prompts(client, research
     study.refresh_from_db()
     assert study.status == "live" and "The study is live" in r.content.decode()
     html = r.content.decode()
-    assert "/r/walk/?PROLIFIC_PID={{%PROLIFIC_PID%}}&amp;STUDY_ID={{%STUDY_ID%}}&amp;SESSION_ID={{%SESSION_ID%}}" in html
+    placeholders = "PROLIFIC_PID={{%PROLIFIC_PID%}}&amp;STUDY_ID={{%STUDY_ID%}}&amp;SESSION_ID={{%SESSION_ID%}}"
+    assert f"/r/walk/?{placeholders}" in html
     assert "<ExternalURL>http://testserver/r/walk/</ExternalURL>" in html.replace("&lt;", "<").replace("&gt;", ">")
     assert 'id="completion-code">DONE123' in html
     r = client.post("/studies/walk/step/pause/", follow=True)
