@@ -62,6 +62,7 @@ class StudySerializer(serializers.ModelSerializer):
         fields = [
             "slug",
             "title",
+            "public_title",
             "description",
             "instructions",
             "consent_text",
@@ -71,6 +72,8 @@ class StudySerializer(serializers.ModelSerializer):
             "pairing",
             "redundancy",
             "tasks_per_rater",
+            "expert_redundancy",
+            "expert_share",
             "lease_seconds",
             "attention_check_rate",
             "min_seconds_per_task",

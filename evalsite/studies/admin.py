@@ -158,7 +158,11 @@ class StudyAdmin(StudyScopedAdmin):
             None,
             {"fields": ("title", "slug", "status", "description", "owner", "shared_with", "prompt_summary")},
         ),
-        ("Raters", {"fields": ("instructions", "consent_text", "completion_code", "completion_url")}),
+        (
+            "Raters",
+            {"fields": ("public_title", "instructions", "consent_text", "completion_code", "completion_url")},
+        ),
+        ("Experts", {"fields": ("expert_redundancy", "expert_share")}),
         (
             "Design",
             {
