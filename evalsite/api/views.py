@@ -29,6 +29,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response as APIResponse
 from rest_framework.views import APIView
 
+from evalsite.rating import actions as rating_actions
 from evalsite.rating.models import Rating
 from evalsite.studies import actions, lifecycle
 from evalsite.studies.errors import ActionError, ImportRefused
@@ -171,6 +172,26 @@ class StudyViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def close(self, request, slug=None):
         return self._transition(actions.close_study)
+
+    @extend_schema(
+        request=inline_serializer("ExpertInvitation", {"label": serializers.CharField(required=False, max_length=100)}),
+        responses=_ACTION_RESPONSE,
+        summary="Invite an expert rater: a personal link, their own slots, correctness required",
+    )
+    @action(detail=True, methods=["post"], url_path="invite-expert")
+    def invite_expert(self, request, slug=None):
+        study = self.get_object()
+        label = str(request.data.get("label", ""))[:100]
+        invitation = run_action(rating_actions.invite_expert, study, request.user, name=label)
+        link = request.build_absolute_uri(invitation.path)
+        return APIResponse(
+            {
+                "status": study.status,
+                "detail": "Send this personal link to the expert.",
+                "result": {"rater": invitation.rater.pseudonym, "link": link},
+            },
+            status=status.HTTP_201_CREATED,
+        )
 
     @extend_schema(request=None, responses=_ACTION_RESPONSE, summary="Pair the generated responses")
     @action(detail=True, methods=["post"], url_path="build-comparisons")

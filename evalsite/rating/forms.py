@@ -14,6 +14,8 @@ import json
 import math
 from collections.abc import Mapping
 
+from evalsite.studies.rating_form import DEFAULT_REQUIRED, QUESTIONS, asked_questions
+
 from .assignment import RatingInput
 
 SIDES = ("left", "right")
@@ -22,8 +24,8 @@ CORRECTNESS = ("correct", "error", "unsure")
 MAX_SPANS = 50
 MAX_RATIONALE = 5000
 MAX_CLIENT_MS = 7 * 24 * 3600 * 1000  # a week: anything longer is a broken clock
-# The questions a study's form can require, as they are named in ``rating_form["required"]``.
-QUESTIONS = ("preference", "correctness", "strength", "style", "rationale")
+# QUESTIONS (what ``rating_form["required"]`` may name) is defined with the rest of the form's
+# rules in evalsite.studies.rating_form.
 FIELD_LABELS = {
     "preference": "which answer is better",
     "correct": "whether Answer {n} is correct",
@@ -57,15 +59,8 @@ def required_questions(rating_form: dict, *, expert: bool = False) -> list[str]:
     verdicts are the truth the report scores the crowd against. A required question the form does
     not ask is ignored.
     """
-    asked = {
-        "preference": True,
-        "correctness": bool(rating_form.get("correctness")),
-        "strength": bool(rating_form.get("strength")),
-        "style": bool(rating_form.get("style_aspects")),
-        "rationale": bool(rating_form.get("rationale")),
-    }
-    default = ["preference", "correctness"]
-    listed = list(rating_form.get("required", default))
+    asked = asked_questions(rating_form)
+    listed = list(rating_form.get("required", DEFAULT_REQUIRED))
     if expert:
         listed.append("correctness")
     return [q for q in QUESTIONS if q in listed and asked[q]]

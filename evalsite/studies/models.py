@@ -1,7 +1,7 @@
 """The study and what it is made of: models, prompts, their responses, and the pairs raters see."""
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -38,6 +38,42 @@ def validate_engine_options(value) -> None:
         raise ValidationError(problem)
     if "api_base" in value and (problem := check_api_base(value["api_base"])):
         raise ValidationError(problem)
+
+
+# --- one study per row: the cross-study rules every model's clean() applies ------------------------
+# A row never refers to a row of another study, and never moves to another study once created:
+# a researcher's comparison could otherwise show another researcher's prompt and answers to
+# raters, or a response turn up in someone else's live study. The actions run full_clean() (the
+# admin forms and the API go through them); the engine and the importers build rows within one
+# study by construction.
+
+
+def related_or_none(obj: models.Model, name: str):
+    """``obj.<name>``, or None when unset or missing (field validation reports that on its own)."""
+    if getattr(obj, f"{name}_id") is None:
+        return None
+    try:
+        return getattr(obj, name)
+    except ObjectDoesNotExist:
+        return None
+
+
+def stored_value(obj: models.Model, path: str):
+    """``path`` (an ORM path such as ``prompt__study_id``) as the database holds it for ``obj``; None if new."""
+    if obj.pk is None or obj._state.adding:
+        return None
+    return type(obj)._default_manager.filter(pk=obj.pk).values_list(path, flat=True).first()
+
+
+def refuse_move(obj: models.Model, errors: dict, field: str, study_id, path: str, what: str) -> None:
+    """Add an error on ``field`` when ``obj`` (stored) belonged to another study than ``study_id``."""
+    before = stored_value(obj, path)
+    if before is not None and study_id is not None and before != study_id:
+        errors[field] = f"{what} cannot move to another study once created; add a new one there instead."
+
+
+def other_study(field: str) -> str:
+    return f"This {field} belongs to another study: every row a study refers to must be its own."
 
 
 def default_rating_form() -> dict:
@@ -188,6 +224,13 @@ class LanguageModel(models.Model):
     def __str__(self) -> str:
         return f"{self.alias} ({self.role})"
 
+    def clean(self) -> None:
+        super().clean()
+        errors: dict = {}
+        refuse_move(self, errors, "study", self.study_id, "study_id", "A model")
+        if errors:
+            raise ValidationError(errors)
+
     def decoding_params(self) -> dict:
         return {
             "temperature": self.temperature,
@@ -214,6 +257,13 @@ class Prompt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_id}: {self.text[:60]}"
+
+    def clean(self) -> None:
+        super().clean()
+        errors: dict = {}
+        refuse_move(self, errors, "study", self.study_id, "study_id", "A prompt")
+        if errors:
+            raise ValidationError(errors)
 
 
 class Response(models.Model):
@@ -242,6 +292,21 @@ class Response(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.alias} on {self.prompt.source_id} #{self.sample_index}"
+
+    def clean(self) -> None:
+        """A response's model and prompt are of one study, and it stays in that study."""
+        super().clean()
+        errors: dict = {}
+        prompt, model = related_or_none(self, "prompt"), related_or_none(self, "model")
+        if prompt is not None and model is not None and model.study_id != prompt.study_id:
+            errors["model"] = (
+                f"Model {model.alias!r} belongs to another study than the prompt: "
+                "a response's model and prompt must be of the same study."
+            )
+        if prompt is not None:
+            refuse_move(self, errors, "prompt", prompt.study_id, "prompt__study_id", "A response")
+        if errors:
+            raise ValidationError(errors)
 
 
 class GenerationJob(models.Model):
@@ -272,6 +337,12 @@ class GenerationJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.alias}: {self.done}/{self.total} ({self.status})"
+
+    def clean(self) -> None:
+        super().clean()
+        model = related_or_none(self, "model")
+        if model is not None and self.study_id is not None and model.study_id != self.study_id:
+            raise ValidationError({"model": other_study("model")})
 
     @property
     def percent(self) -> float:
@@ -319,3 +390,22 @@ class Comparison(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.prompt.source_id}"
+
+    def clean(self) -> None:
+        """The prompt and both responses are the study's own, and both responses answer the prompt."""
+        super().clean()
+        errors: dict = {}
+        prompt = related_or_none(self, "prompt")
+        if prompt is not None and self.study_id is not None and prompt.study_id != self.study_id:
+            errors["prompt"] = other_study("prompt")
+        for name in ("response_a", "response_b"):
+            response = related_or_none(self, name)
+            if response is None:
+                continue
+            if self.study_id is not None and response.model.study_id != self.study_id:
+                errors[name] = other_study("response")
+            elif prompt is not None and response.prompt_id != prompt.pk:
+                errors[name] = "This response answers another prompt: both responses must answer the comparison's."
+        refuse_move(self, errors, "study", self.study_id, "study_id", "A comparison")
+        if errors:
+            raise ValidationError(errors)

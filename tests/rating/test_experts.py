@@ -70,3 +70,19 @@ def test_invited_expert_walks_in_by_link_and_must_judge_correctness(live_study):
     assert rating.rater.is_expert and rating.assignment.expert
     assert Rater.objects.get().platform == "expert"
     assert token_of(client.get(r.url)) != token_of(page)
+
+
+def test_api_invites_an_expert(live_study, django_user_model):
+    from rest_framework.test import APIClient
+
+    owner = django_user_model.objects.create_user("own", "o@example.org", "pw-own-1", is_staff=True)
+    study = live_study(owner=owner)
+    client = APIClient()
+    client.force_authenticate(owner)
+    r = client.post(f"/api/v1/studies/{study.slug}/invite-expert/", {"label": "K"}, format="json")
+    assert r.status_code == 201, r.content
+    link = r.json()["result"]["link"]
+    assert "/consent/?t=" in link and Rater.objects.get().is_expert
+    stranger = django_user_model.objects.create_user("x", "x@example.org", "pw-x-1", is_staff=True)
+    client.force_authenticate(stranger)
+    assert client.post(f"/api/v1/studies/{study.slug}/invite-expert/").status_code == 404
