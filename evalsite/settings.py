@@ -162,6 +162,13 @@ if env_bool("BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Rater pages are embedded in MTurk's iframe; everything else stays DENY (see rating views).
 X_FRAME_OPTIONS = "DENY"
+# Who may frame the rater pages (CSP frame-ancestors): the crowd platforms, space-separated.
+RATER_FRAME_ANCESTORS = os.environ.get(
+    "EVALSITE_RATER_FRAME_ANCESTORS",
+    "'self' https://*.mturk.com https://*.amazon.com https://*.prolific.com https://*.prolific.co",
+)
+# A rating form is a few KB; anything far larger is refused before it is parsed.
+RATER_MAX_BODY_BYTES = 256 * 1024
 
 # --- Celery ---------------------------------------------------------------------------
 _broker_dir = DATA_DIR / "broker"

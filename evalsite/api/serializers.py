@@ -14,6 +14,7 @@ from rest_framework.exceptions import PermissionDenied
 from evalsite.rating.models import Rating
 from evalsite.studies.actions import check_design_editable
 from evalsite.studies.models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
+from evalsite.studies.rating_form import rating_form_problems
 
 from .permissions import can_change_study, visible_studies
 
@@ -93,8 +94,9 @@ class StudySerializer(serializers.ModelSerializer):
         return value
 
     def validate_rating_form(self, value):
-        if not isinstance(value, dict):
-            raise serializers.ValidationError('rating_form must be a JSON object, e.g. {"strength": true}.')
+        # The model's rules (Study.clean), early: a typo such as "correctnes" is a 400 naming the key.
+        if problems := rating_form_problems(value):
+            raise serializers.ValidationError(problems)
         return storable_json(value, "rating_form")
 
 

@@ -1,8 +1,9 @@
 """Cached analysis reports and LLM-as-judge verdicts."""
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
-from evalsite.studies.models import Comparison, LanguageModel, Study
+from evalsite.studies.models import Comparison, LanguageModel, Study, other_study, related_or_none
 
 
 class StudyReport(models.Model):
@@ -57,3 +58,9 @@ class JudgeVerdict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.judge.alias} on {self.comparison_id} ({self.order}): {self.verdict or '?'}"
+
+    def clean(self) -> None:
+        super().clean()
+        judge, comparison = related_or_none(self, "judge"), related_or_none(self, "comparison")
+        if judge is not None and comparison is not None and judge.study_id != comparison.study_id:
+            raise ValidationError({"judge": other_study("judge") + " (not the comparison's)"})

@@ -1,10 +1,11 @@
 """Raters, their leases on comparisons (assignments) and their ratings."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from evalsite.studies.models import Comparison, Study
+from evalsite.studies.models import Comparison, Study, other_study, refuse_move, related_or_none
 
 
 class Rater(models.Model):
@@ -47,6 +48,13 @@ class Rater(models.Model):
     def __str__(self) -> str:
         return f"{self.platform}:{self.pseudonym}"
 
+    def clean(self) -> None:
+        super().clean()
+        errors: dict = {}
+        refuse_move(self, errors, "study", self.study_id, "study_id", "A rater")
+        if errors:
+            raise ValidationError(errors)
+
 
 class Assignment(models.Model):
     """A rater's lease on a comparison. The token is the only handle the page ever sees."""
@@ -82,6 +90,13 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rater} → {self.comparison_id} ({self.status})"
+
+    def clean(self) -> None:
+        """The rater and the comparison are of one study (the lease engine picks them so)."""
+        super().clean()
+        rater, comparison = related_or_none(self, "rater"), related_or_none(self, "comparison")
+        if rater is not None and comparison is not None and comparison.study_id != rater.study_id:
+            raise ValidationError({"comparison": other_study("comparison") + " (not the rater's)"})
 
 
 class Rating(models.Model):
@@ -127,3 +142,20 @@ class Rating(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rater} on {self.comparison_id}: {self.winner}"
+
+    def clean(self) -> None:
+        """The rating's study, comparison and rater are its assignment's."""
+        super().clean()
+        errors: dict = {}
+        for name in ("comparison", "rater"):
+            row = related_or_none(self, name)
+            if row is not None and self.study_id is not None and row.study_id != self.study_id:
+                errors[name] = other_study(name)
+        assignment = related_or_none(self, "assignment")
+        if assignment is not None:
+            if self.comparison_id is not None and assignment.comparison_id != self.comparison_id:
+                errors.setdefault("comparison", "Not the comparison of the rating's assignment.")
+            if self.rater_id is not None and assignment.rater_id != self.rater_id:
+                errors.setdefault("rater", "Not the rater of the rating's assignment.")
+        if errors:
+            raise ValidationError(errors)

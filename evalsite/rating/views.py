@@ -13,13 +13,15 @@ DENY``. Model identities never reach a page: the only handle is the assignment's
 
 from __future__ import annotations
 
+from functools import wraps
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.clickjacking import xframe_options_exempt
+from django.conf import settings
+from django.views.decorators.clickjacking import xframe_options_exempt as _xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -49,6 +51,29 @@ PREFERENCE_CHOICES = [
     ("both_bad", "Both are bad", "4"),
 ]
 STYLE_LABELS = {"fluent": "Fluent and well organized", "confident": "Sounds confident and authoritative"}
+
+
+def xframe_options_exempt(view):
+    """Rater pages may be framed, but only by the crowd platforms (``RATER_FRAME_ANCESTORS``).
+
+    Also the rater pages' request-size cap: a rating is a few KB, so a large body is refused (413)
+    before Django parses it.
+    """
+    exempt = _xframe_options_exempt(view)
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.RATER_MAX_BODY_BYTES:
+            return HttpResponse("This request is too large.", status=413, content_type="text/plain")
+        response = exempt(request, *args, **kwargs)
+        response["Content-Security-Policy"] = f"frame-ancestors {settings.RATER_FRAME_ANCESTORS}"
+        return response
+
+    return wrapped
 
 
 def _study(slug: str) -> Study:

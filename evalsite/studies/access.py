@@ -20,3 +20,40 @@ def visible_studies(user) -> QuerySet[Study]:
 def can_change_study(user, study: Study) -> bool:
     """Only the owner (or a superuser) changes a study; collaborators it is shared with only read."""
     return bool(user.is_superuser or (study.owner_id is not None and study.owner_id == user.pk))
+
+
+def study_path(model, _depth: int = 0) -> str | None:
+    """The ORM path from a row of ``model`` to its study: "" for Study, "study", "prompt__study" …
+
+    None for a model that belongs to no study (users, say).
+    """
+    if model is Study:
+        return ""
+    if _depth > 3:
+        return None
+    foreign_keys = [f for f in model._meta.get_fields() if f.many_to_one and f.concrete]
+    for field in foreign_keys:
+        if field.related_model is Study:
+            return field.name
+    for field in foreign_keys:
+        inner = study_path(field.related_model, _depth + 1)
+        if inner:
+            return f"{field.name}__{inner}"
+    return None
+
+
+def changeable_rows(user, model) -> QuerySet | None:
+    """Rows of ``model`` in studies ``user`` may change (owned; all for a superuser).
+
+    What a researcher may refer to from a row they write: a comparison's prompt, a response's
+    model … None where ``model`` belongs to no study.
+    """
+    path = study_path(model)
+    if path is None:
+        return None
+    rows = model._default_manager.all()
+    if user.is_superuser:
+        return rows
+    if not (user.is_authenticated and user.is_staff):
+        return rows.none()
+    return rows.filter(**{f"{path}__owner" if path else "owner": user})

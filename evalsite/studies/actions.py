@@ -15,7 +15,10 @@ The rules written here:
   changes only through launch / pause / close / ready (:mod:`.lifecycle` holds the transitions);
 - while a study is live or closed its models and its rating form are frozen: the ratings
   collected refer to them;
-- imports are all or nothing (:mod:`.importers`), pairing is idempotent (:mod:`.pairing`).
+- imports are all or nothing (:mod:`.importers`), pairing is idempotent (:mod:`.pairing`);
+- a row never refers to another study's rows and never moves to another study (the models'
+  ``clean()``, which every save here runs: a comparison's prompt and responses, a response's
+  prompt and model are one study's).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from django.db import transaction
 from . import importers, lifecycle, pairing
 from .access import can_change_study
 from .errors import ActionConflict, ActionError, ActionForbidden, ImportRefused, StudyFrozen
-from .models import LanguageModel, Study
+from .models import Comparison, LanguageModel, Prompt, Response, Study, related_or_none
 
 __all__ = [
     "ActionConflict",
@@ -51,6 +54,9 @@ __all__ = [
     "launch_study",
     "mark_study_ready",
     "pause_study",
+    "save_comparison",
+    "save_prompt",
+    "save_response",
     "set_study_models",
     "update_model",
     "update_study",
@@ -237,6 +243,46 @@ def delete_model(model: LanguageModel, actor) -> None:
 
 
 # --- prompts, answers and pairs ------------------------------------------------------------------
+
+
+def _save_in_study(obj, actor, study: Study | None, *, check=None) -> None:
+    """Validate ``obj`` (its model's clean(): nothing of another study, no move) and save it, under
+    the lock of the study it belongs to; only that study's owner (or the system) may."""
+    if study is None:
+        _full_clean(obj)  # a missing reference: the model's own validation names it
+        raise ActionError("Choose the study this row belongs to.")
+    with transaction.atomic():
+        locked = _lock(study)
+        check_can_change(actor, locked)
+        if check is not None:
+            check(locked)
+        _full_clean(obj)
+        obj.save()
+
+
+def _check_prompts_editable(study: Study) -> None:
+    if not lifecycle.prompts_editable(study):
+        raise StudyFrozen(f"Study {study.slug!r} is {study.status}: its prompts cannot be edited. Pause it first.")
+
+
+def save_prompt(prompt: Prompt, actor) -> Prompt:
+    """Add or change one prompt; refused while its study is live or closed, and it never changes study."""
+    _save_in_study(prompt, actor, related_or_none(prompt, "study"), check=_check_prompts_editable)
+    return prompt
+
+
+def save_response(response: Response, actor) -> Response:
+    """Add or change one response: its prompt and model are of one study, which it never leaves."""
+    prompt = related_or_none(response, "prompt")
+    _save_in_study(response, actor, prompt.study if prompt is not None else None)
+    return response
+
+
+def save_comparison(comparison: Comparison, actor) -> Comparison:
+    """Add or change one comparison: its prompt and both responses are its study's own."""
+    _save_in_study(comparison, actor, related_or_none(comparison, "study"))
+    return comparison
+
 
 
 def import_prompts(

@@ -6,14 +6,71 @@ deletes or runs actions only on those they own; a superuser sees and changes eve
 Saves and deletes go through the apps' actions; an :class:`~.errors.ActionError` one of them raises
 while the admin saves (a rule the form could not check beforehand, or a race) rolls the whole
 save back and comes back as an error message on the page, never as a 500.
+
+Nothing of another researcher's studies shows anywhere: the rows a form may refer to (selects
+and raw-id fields alike) are those of studies the user owns, the raw-id and autocomplete lookups
+go through the related admin's scoped ``get_queryset``, and the study filter of every changelist
+(:func:`study_filter`) lists only the studies the user sees.
 """
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponseRedirect
 
-from .access import can_change_study, visible_studies
+from .access import can_change_study, changeable_rows, visible_studies
 from .errors import ActionError
 from .models import Study
+
+
+def study_filter(path: str = "study") -> type[admin.SimpleListFilter]:
+    """A changelist filter on the study at ``path`` listing only the studies the user sees.
+
+    Django's own related-field filter lists every study's title; this one keeps the same query
+    parameter (``study__id__exact``, ``model__study__id__exact`` …), so links to it still work.
+    """
+
+    class VisibleStudyFilter(admin.SimpleListFilter):
+        title = "study"
+        parameter_name = f"{path}__id__exact"
+
+        def lookups(self, request: HttpRequest, model_admin):
+            studies = visible_studies(request.user).order_by("title", "pk").values_list("pk", "title")
+            return [(str(pk), title) for pk, title in studies]
+
+        def queryset(self, request: HttpRequest, queryset):
+            if self.value() is None:
+                return queryset
+            try:
+                return queryset.filter(**{f"{path}__pk": self.value()})
+            except (ValueError, ValidationError) as exc:
+                raise IncorrectLookupParameters(exc) from exc
+
+    VisibleStudyFilter.__name__ = VisibleStudyFilter.__qualname__ = f"VisibleStudyFilter_{path}"
+    return VisibleStudyFilter
+
+
+def scope_choices(db_field, request: HttpRequest, kwargs: dict) -> None:
+    """Limit a form field's choices to rows of studies the user may change (superusers: all).
+
+    Raw-id fields validate against the same queryset, so a typed-in id of another study's row is
+    a form error, not a silent reference.
+    """
+    if "queryset" in kwargs or request.user.is_superuser:
+        return
+    rows = changeable_rows(request.user, db_field.related_model)
+    if rows is None:
+        return  # users (owner, shared with): not a study's rows
+    kwargs["queryset"] = rows
+    opts = db_field.related_model._meta
+    if db_field.related_model is Study:
+        message = "Study %(value)s is not one you own: choose one of your studies."
+    else:
+        message = (
+            f"{str(opts.verbose_name).capitalize()} %(value)s is not in a study you own: "
+            f"choose one of your own studies' {opts.verbose_name_plural}."
+        )
+    kwargs.setdefault("error_messages", {"invalid_choice": message})
 
 
 class StudyScopedAdmin(admin.ModelAdmin):
@@ -75,6 +132,9 @@ class StudyScopedAdmin(admin.ModelAdmin):
         return scoped, name, description
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
-        if db_field.related_model is Study and not request.user.is_superuser:
-            kwargs["queryset"] = Study.objects.filter(owner=request.user)
+        scope_choices(db_field, request, kwargs)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request: HttpRequest, **kwargs):
+        scope_choices(db_field, request, kwargs)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)

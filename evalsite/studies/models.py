@@ -153,6 +153,13 @@ class Study(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def clean(self) -> None:
+        # Unknown keys (a typo such as "correctnes") would silently drop a question.
+        from .rating_form import rating_form_problems
+
+        if problems := rating_form_problems(self.rating_form):
+            raise ValidationError({"rating_form": problems})
+
     def get_absolute_url(self) -> str:
         """The researcher's study page (the admin's "View on site" goes there)."""
         from django.urls import reverse

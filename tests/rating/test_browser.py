@@ -37,7 +37,12 @@ def test_consent_three_tasks_keyboard_and_mouse_then_code(page, live_server, liv
     study = live_study(slug="browser", n_prompts=3, tasks_per_rater=3, consent_text="You agree to **rate**.")
     start(page, live_server, study)
     assert page.text_content("#progress").strip() == "Task 1 of 3"
-    # Task 1: keyboard only.
+    # Task 1: keyboard only. Inside a question a digit picks its option; elsewhere, the verdict.
+    page.focus("input[name=correct_left][value=correct]")
+    page.keyboard.press("1")
+    page.focus("input[name=correct_right][value=correct]")
+    page.keyboard.press("1")
+    page.focus(".rendered[data-side=left]")
     page.keyboard.press("1")
     page.keyboard.press("Enter")
     page.wait_for_function("document.querySelector('#progress').textContent.includes('Task 2')")
@@ -45,16 +50,19 @@ def test_consent_three_tasks_keyboard_and_mouse_then_code(page, live_server, liv
     page.click("text=Answer 2 is better")
     page.click("fieldset.strength >> text=4")
     page.check("input[name=correct_left][value=error]")
+    page.check("input[name=correct_right][value=correct]")
     page.check("input[name=style_right_fluent][value='5']")
     page.fill("textarea[name=rationale]", "The second one is right.")
     page.click("#submit")
     page.wait_for_function("document.querySelector('#progress').textContent.includes('Task 3')")
     page.wait_for_load_state("load")
-    # Task 3: keyboard; Enter without a choice is refused by the browser, then a choice submits.
+    # Task 3: keyboard; Enter without the required answers is refused by the page, which moves the
+    # focus to each missing answer in turn.
     page.keyboard.press("Enter")
     assert page.text_content("#progress").strip() == "Task 3 of 3"
-    page.keyboard.press("3")
-    page.keyboard.press("Enter")
+    for _ in range(3):  # correctness of Answer 1, of Answer 2, then the verdict: "3" each time
+        page.keyboard.press("3")
+        page.keyboard.press("Enter")
     page.wait_for_selector("#completion-code")
     assert page.text_content("#completion-code").strip() == "DONE123"
     assert "cc=DONE123" in page.get_attribute("#return-link", "href")
@@ -88,13 +96,17 @@ def test_xss_in_a_response_does_not_execute(page, live_server, live_study):
     section = page.locator(".response", has_text="still bold")
     section.locator(".rendered").get_by_text("click me").click()  # a rejected link must go nowhere
     assert page.locator("a[href^='javascript']").count() == 0
-    section.locator(".mark-mode").click()  # the plain view shows the same text as text
+    section.locator(".mark-error").click()  # the mark dialog: the answer's text is looked up as text
+    page.keyboard.type("still bold")
+    page.keyboard.press("Enter")
     page.wait_for_timeout(200)
     assert page.evaluate("window.pwned") is None
     assert dialogs == []
     assert section.locator("strong", has_text="still bold").count() == 1
     assert page.locator("img, svg, iframe, script:not([src])").count() == 0
-    assert "<script>window.pwned" in section.locator(".plain").text_content()
+    side = section.get_attribute("data-side")
+    assert section.locator("mark").text_content() == "still bold"
+    assert "<script>window.pwned" in page.evaluate(f"JSON.parse(document.getElementById('answer-text-{side}').text)")
 
 
 def test_phone_viewport_shows_both_responses(browser, live_server, live_study):
@@ -122,21 +134,25 @@ def test_span_highlighting_stores_raw_offsets(page, live_server, live_study):
     c.response_b.save()
     start(page, live_server, study)
     section = page.locator(".response", has_text="Australia")
-    section.locator(".mark-mode").click()
-    plain = section.locator(".plain")
-    # Double-click the word like a rater would, then press M to mark it.
+    side = section.get_attribute("data-side")
+    # Double-click the word in the formatted answer like a rater would, then press M to mark it.
     box = page.evaluate(
-        """(el) => { const node = el.firstChild; const i = node.data.indexOf('Sydney');
+        """(el) => { const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT); let node;
+                     while ((node = walker.nextNode()) && node.data.indexOf('Sydney') < 0) {}
+                     const i = node.data.indexOf('Sydney');
                      const r = document.createRange(); r.setStart(node, i); r.setEnd(node, i + 6);
                      const b = r.getBoundingClientRect();
                      return {x: b.x + b.width / 2, y: b.y + b.height / 2}; }""",
-        plain.element_handle(),
+        section.locator(".rendered").element_handle(),
     )
     page.mouse.dblclick(box["x"], box["y"])
-    assert page.evaluate("window.getSelection().toString()") == "Sydney"
+    assert page.evaluate("window.getSelection().toString()").strip() == "Sydney"
     page.keyboard.press("m")
     assert section.locator("mark").text_content() == "Sydney"
     assert "Sydney" in section.locator("ul.spans").text_content()
+    assert section.locator(f"input[name=correct_{side}][value=error]").is_checked()
+    page.check(f"input[name=correct_{'left' if side == 'right' else 'right'}][value=correct]")
+    page.focus(f".rendered[data-side={side}]")
     page.keyboard.press("2")
     page.keyboard.press("Enter")
     page.wait_for_selector("#completion-code")  # the only comparison is done

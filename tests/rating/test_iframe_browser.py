@@ -47,7 +47,18 @@ def hit_page(live_server):
     server.shutdown()
 
 
-def test_three_tasks_and_the_code_inside_a_cross_site_iframe(browser, live_study, hit_page, tmp_path):
+def test_a_site_that_is_not_a_crowd_platform_cannot_frame_the_study(browser, live_study, hit_page):
+    study = live_study(slug="framed")
+    page = browser.new_page()
+    page.goto(hit_page(f"/r/{study.slug}/?PROLIFIC_PID=x&SESSION_ID=y"))
+    page.wait_for_load_state("load")  # the parent's load waits for the frame's (error) document
+    frame = page.frame_locator("#hit")
+    assert frame.locator("#start").count() == 0  # blocked by frame-ancestors
+    page.close()
+
+
+def test_three_tasks_and_the_code_inside_a_cross_site_iframe(browser, live_study, hit_page, tmp_path, settings):
+    settings.RATER_FRAME_ANCESTORS = "http://127.0.0.1:*"  # the test's "MTurk"
     study = live_study(slug="hit", n_prompts=3, tasks_per_rater=3)
     query = "?workerId=W9&assignmentId=A9&hitId=H9&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com"
     context = browser.new_context(viewport={"width": 1100, "height": 1500})

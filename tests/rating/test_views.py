@@ -254,3 +254,14 @@ def test_blocked_rater_gets_no_code(client, live_study):
     assert r.status_code == 302 and r.url.split("?")[0].endswith("/done/")
     done = client.get(r.url).content.decode()
     assert "attention checks" in done and "DONE123" not in done
+
+
+def test_rater_pages_are_framed_only_by_the_platforms_and_refuse_large_bodies(client, live_study):
+    study = live_study()
+    page = consent_and_first_task(client, study, "?PROLIFIC_PID=f1&SESSION_ID=s")
+    csp = page.headers["Content-Security-Policy"]
+    assert csp.startswith("frame-ancestors ") and "mturk.com" in csp and "prolific" in csp
+    r = client.post(
+        f"/r/{study.slug}/task/{token_of(page)}/", {**ANSWERED, "preference": "tie", "rationale": "x" * 300_000}
+    )
+    assert r.status_code == 413 and not Rating.objects.exists()
