@@ -117,6 +117,10 @@ class LanguageModelSerializer(serializers.ModelSerializer):
         return storable_json(value, "engine_options")
 
     def validate_study(self, study: Study) -> Study:
+        if self.instance is not None and study.pk != self.instance.study_id:
+            raise serializers.ValidationError(
+                "A model cannot move to another study once created; add a new one there instead."
+            )
         user = self.context["request"].user
         if not can_change_study(user, study):
             raise PermissionDenied("Only the study's owner can add or change its models.")

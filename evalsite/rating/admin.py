@@ -13,7 +13,7 @@ from collections import Counter
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
-from evalsite.studies.admin_access import StudyScopedAdmin
+from evalsite.studies.admin_access import StudyScopedAdmin, study_filter
 from evalsite.studies.errors import ActionError
 
 from . import actions
@@ -51,9 +51,10 @@ class RaterAdmin(StudyScopedAdmin):
         "consented_at",
         "completed_at",
     )
-    list_filter = ("study", "platform", "blocked", "is_expert")
+    list_filter = (study_filter(), "platform", "blocked", "is_expert")
     search_fields = ("pseudonym", "external_id")
     readonly_fields = (
+        "study",  # a rater's assignments and ratings are that study's: the rater never moves
         "pseudonym",
         "platform_data",
         "blocked",  # through the block / unblock actions, which flag ratings and free the lease
@@ -155,7 +156,7 @@ class AssignmentAdmin(ReadOnlyAdmin):
         "expires_at",
         "submitted_at",
     )
-    list_filter = ("status", "comparison__study")
+    list_filter = ("status", study_filter("comparison__study"))
     search_fields = ("rater__pseudonym",)
     list_select_related = ("rater", "comparison__prompt")
 
@@ -179,7 +180,7 @@ class RatingAdmin(ReadOnlyAdmin):
         "created_at",
     )
     list_filter = (
-        "study",
+        study_filter(),
         "winner",
         "flagged",
         "attention_passed",

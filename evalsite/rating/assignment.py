@@ -59,6 +59,7 @@ PICK_WINDOW = 64
 # A rater's first lease is this short until the page reports an interaction (:func:`touch`):
 # made-up worker ids that open the link and walk away must not hold slots for a full lease.
 FIRST_LEASE_SECONDS = 120
+REACH_COUNT_CAP = 200
 
 
 class LeaseError(Exception):
@@ -198,11 +199,16 @@ def work_held_by_others(rater: Rater, study: Study) -> bool:
     return _open_for(rater, study).exists()
 
 
-def tasks_within_reach(rater: Rater, study: Study) -> int:
-    """How many tasks this rater can still get in all, counting the one they hold now (if any)."""
-    live = Assignment.objects.filter(rater_id=rater.pk, status=LIVE).exists()
+def tasks_within_reach(rater: Rater, study: Study, *, holding: bool = True) -> int:
+    """How many tasks this rater can still get in all, counting the one they hold now (``holding``).
+
+    The count stops at :data:`REACH_COUNT_CAP` open comparisons: beyond that the quota is what
+    limits the rater, and the page's "Task n of N" must not cost a scan of the whole study.
+    """
     left = study.tasks_per_rater - rater.tasks_submitted
-    return min(left, _open_for(rater, study)[: max(left, 0)].count() + int(live))
+    cap = min(max(left, 0), REACH_COUNT_CAP)
+    open_now = _open_for(rater, study)[:cap].count() + int(holding)
+    return left if open_now >= cap else min(left, open_now)
 
 
 # The pick is the hottest query of the site, so it is written out once, by hand, instead of being

@@ -19,9 +19,16 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from . import actions, lifecycle
-from .admin_access import StudyScopedAdmin
+from .admin_access import StudyScopedAdmin, study_filter
 from .errors import ActionError
-from .forms import LanguageModelForm, LanguageModelInlineFormSet, PromptForm, StudyAdminForm, StudyUploadForm
+from .forms import (
+    RATING_FORM_FIELDS,
+    LanguageModelForm,
+    LanguageModelInlineFormSet,
+    PromptForm,
+    StudyAdminForm,
+    StudyUploadForm,
+)
 from .models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
 
 logger = logging.getLogger(__name__)
@@ -174,10 +181,10 @@ class StudyAdmin(StudyScopedAdmin):
                     "attention_check_rate",
                     "min_seconds_per_task",
                     "max_attention_failures",
-                    "rating_form",
                 )
             },
         ),
+        ("Rating form", {"fields": RATING_FORM_FIELDS}),  # the builder; see get_fieldsets
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
     filter_horizontal = ("shared_with",)
@@ -200,14 +207,28 @@ class StudyAdmin(StudyScopedAdmin):
     def get_prepopulated_fields(self, request: HttpRequest, obj: Study | None = None):
         return super().get_prepopulated_fields(request, obj) if obj is None else {}
 
+    def get_fieldsets(self, request: HttpRequest, obj: Study | None = None):
+        """The rating-form builder, with what it is for, or why it is frozen (a live or closed study)."""
+        fieldsets = []
+        for name, options in super().get_fieldsets(request, obj):
+            if name == "Rating form":
+                options = {**options, "description": rating_form_description(obj)}
+                if obj is not None and not self.has_change_permission(request, obj):
+                    options["fields"] = ("rating_form_summary",)  # read-only: the form as the page asks it
+            fieldsets.append((name, options))
+        return fieldsets
+
+    @admin.display(description="Rating form")
+    def rating_form_summary(self, study: Study) -> str:
+        return rating_form_summary(study.rating_form)
+
     # --- saving goes through the actions ----------------------------------------------------
 
     def save_model(self, request: HttpRequest, obj: Study, form, change: bool) -> None:
         if change:
-            fields = {name: form.cleaned_data[name] for name in form.changed_data}
-            actions.update_study(obj, request.user, **fields)
+            actions.update_study(obj, request.user, **form.study_fields(changed_only=True))
             return
-        fields = dict(form.cleaned_data)
+        fields = form.study_fields()  # the rating form composed by the builder included
         owner = fields.pop("owner", None) or request.user
         created = actions.create_study(owner, **fields)
         # The admin goes on with its own object (inlines, log entry, redirect): make it the row.
@@ -432,7 +453,7 @@ class StudyAdmin(StudyScopedAdmin):
 class LanguageModelAdmin(StudyScopedAdmin):
     form = LanguageModelForm
     list_display = ("alias", "study", "role", "backend", "model_path", "temperature", "top_p", "max_tokens")
-    list_filter = ("role", "backend", "study")
+    list_filter = ("role", "backend", study_filter())
     search_fields = ("alias", "model_path", "study__slug")
     list_select_related = ("study",)
     readonly_fields = ("fingerprint", "created_at")
@@ -440,7 +461,8 @@ class LanguageModelAdmin(StudyScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: LanguageModel | None = None):
         if obj is not None and not actions.design_editable(obj.study):
             return [f.name for f in self.opts.fields]  # frozen while the study is live or closed
-        return super().get_readonly_fields(request, obj)
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if obj is None else [*fields, "study"]  # a model never moves to another study
 
     def has_delete_permission(self, request: HttpRequest, obj: LanguageModel | None = None) -> bool:
         if obj is not None and not actions.design_editable(obj.study):
@@ -466,7 +488,7 @@ class LanguageModelAdmin(StudyScopedAdmin):
 class PromptAdmin(StudyScopedAdmin):
     form = PromptForm
     list_display = ("source_id", "study", "category", "short_text", "position")
-    list_filter = ("study", "category")
+    list_filter = (study_filter(), "category")
     search_fields = ("source_id", "text")
     list_select_related = ("study",)
 
@@ -477,7 +499,11 @@ class PromptAdmin(StudyScopedAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Prompt | None = None):
         if obj is not None and not lifecycle.prompts_editable(obj.study):
             return [f.name for f in self.opts.fields]
-        return super().get_readonly_fields(request, obj)
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if obj is None else [*fields, "study"]  # a prompt never moves to another study
+
+    def save_model(self, request: HttpRequest, obj: Prompt, form, change: bool) -> None:
+        actions.save_prompt(obj, request.user)
 
     def has_delete_permission(self, request: HttpRequest, obj: Prompt | None = None) -> bool:
         if obj is not None and not lifecycle.prompts_editable(obj.study):
@@ -506,7 +532,7 @@ class ResponseAdmin(StudyScopedAdmin):
         "completion_tokens",
         "error",
     )
-    list_filter = ("model__study", "model__role", "backend", "finish_reason")
+    list_filter = (study_filter("model__study"), "model__role", "backend", "finish_reason")
     search_fields = ("text", "prompt__source_id", "model__alias", "error")
     list_select_related = ("prompt", "model")
     raw_id_fields = ("prompt", "model")
@@ -514,6 +540,9 @@ class ResponseAdmin(StudyScopedAdmin):
     @admin.display(description="Text")
     def short_text(self, response: Response) -> str:
         return Truncator(response.text).chars(100)
+
+    def save_model(self, request: HttpRequest, obj: Response, form, change: bool) -> None:
+        actions.save_response(obj, request.user)
 
 
 @admin.register(Comparison)
@@ -528,7 +557,7 @@ class ComparisonAdmin(StudyScopedAdmin):
         "n_live",
         "n_submitted",
     )
-    list_filter = ("study", "is_attention_check", "response_a__model__role", "response_b__model__role")
+    list_filter = (study_filter(), "is_attention_check", "response_a__model__role", "response_b__model__role")
     search_fields = (
         "prompt__source_id",
         "prompt__text",
@@ -547,6 +576,9 @@ class ComparisonAdmin(StudyScopedAdmin):
     def model_b(self, comparison: Comparison) -> str:
         return comparison.response_b.model.alias
 
+    def save_model(self, request: HttpRequest, obj: Comparison, form, change: bool) -> None:
+        actions.save_comparison(obj, request.user)
+
 
 @admin.register(GenerationJob)
 class GenerationJobAdmin(StudyScopedAdmin):
@@ -560,7 +592,7 @@ class GenerationJobAdmin(StudyScopedAdmin):
         "started_at",
         "finished_at",
     )
-    list_filter = ("status", "study", "model__backend")
+    list_filter = ("status", study_filter(), "model__backend")
     search_fields = ("study__slug", "model__alias", "last_error")
     list_select_related = ("study", "model")
     readonly_fields = (

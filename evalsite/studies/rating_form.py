@@ -108,3 +108,28 @@ def validate_rating_form(form) -> None:
     problems = rating_form_problems(form)
     if problems:
         raise ValidationError(problems)
+
+
+def canonical_rating_form(form: dict) -> dict:
+    """``form`` with every key spelled out, as the rater page reads it: two forms that ask the same
+    questions and require the same answers compare equal."""
+    asked = asked_questions(form)
+    listed = form.get("required", DEFAULT_REQUIRED)
+    return {
+        "strength": bool(form.get("strength")),
+        "style_aspects": list(form.get("style_aspects") or []),
+        "correctness": bool(form.get("correctness")),
+        "error_spans": bool(form.get("error_spans")),
+        "rationale": bool(form.get("rationale")),
+        "required": ["preference", *(q for q in QUESTIONS if q != "preference" and q in listed and asked[q])],
+    }
+
+
+def frozen_note(status: str) -> str:
+    """What the admin says above a live or closed study's (disabled) form builder."""
+    if status == "closed":
+        return "The rating form is frozen while the study is closed: the ratings collected refer to it."
+    return (
+        f"The rating form is frozen while the study is {status}: pause it to change the form "
+        "(the ratings collected so far refer to it)."
+    )
