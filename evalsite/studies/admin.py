@@ -30,6 +30,7 @@ from .forms import (
     StudyUploadForm,
 )
 from .models import Comparison, GenerationJob, LanguageModel, Prompt, Response, Study
+from .rating_form import canonical_rating_form, frozen_note
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,35 @@ def _count_per_study(model, field: str = "study"):
     """Count related rows with a subquery, so several counts don't multiply each other's joins."""
     rows = model.objects.filter(**{field: OuterRef("pk")}).order_by().values(field).annotate(n=Count("pk"))
     return Coalesce(Subquery(rows.values("n"), output_field=IntegerField()), 0)
+
+
+def rating_form_description(study: Study | None) -> str:
+    """Above the rating-form builder: why it is frozen, or where to see the result."""
+    if study is None or study.pk is None:
+        return "What the rater page asks. Save the study to preview the task page."
+    preview = format_html('<a href="{}" id="preview-link">Preview the task page</a>', study_preview_url(study))
+    if not actions.design_editable(study):
+        return format_html('<strong id="form-frozen">{}</strong> {}', frozen_note(study.status), preview)
+    return format_html("What the rater page asks. {} (as saved) exactly as a worker sees it.", preview)
+
+
+def describe_rating_form(form: dict) -> str:
+    """A stored rating form in words: the questions asked, the required ones starred."""
+    form = canonical_rating_form(form if isinstance(form, dict) else {})
+    required = set(form["required"])
+    asked = [("preference", "overall preference")]
+    asked += [(q, label) for q, label in (("strength", "strength"), ("correctness", "correctness")) if form[q]]
+    if form["style_aspects"]:
+        asked.append(("style", "style: " + ", ".join(form["style_aspects"])))
+    if form["error_spans"]:
+        asked.append(("error_spans", "error spans"))
+    if form["rationale"]:
+        asked.append(("rationale", "rationale"))
+    return "; ".join(label + (" (required)" if q in required else "") for q, label in asked)
+
+
+def study_preview_url(study: Study) -> str:
+    return reverse("study_preview", args=[study.slug])
 
 
 # --- inlines --------------------------------------------------------------------------------
@@ -220,7 +250,7 @@ class StudyAdmin(StudyScopedAdmin):
 
     @admin.display(description="Rating form")
     def rating_form_summary(self, study: Study) -> str:
-        return rating_form_summary(study.rating_form)
+        return describe_rating_form(study.rating_form)
 
     # --- saving goes through the actions ----------------------------------------------------
 

@@ -242,6 +242,46 @@ def test_error_spans_on_the_formatted_answer_count_code_points(page, live_server
     assert rating.error_spans[0]["start"] == raw.index("is Sydney, a")
 
 
+RICH = (
+    "# Über 🎉 résumé\r\n\r\nCombining: cafe\u0301 and 北京 is the capital of 中国.\r\n\r\n"
+    "1. First **bold *nested*** item\r\n2. Second item with `code span` inside\r\n\r\n"
+    "| Name | Value |\r\n|------|-------|\r\n| Paris | 2.1M |\r\n| 東京 👩\u200d👩\u200d👧 | 14M |\r\n\r\n"
+    "A [link text](https://example.org/long/path?x=1) then tail & more.\r\n\r\n"
+    '```python\r\nprint("hi 🎉")\r\n```\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    "selected, expected",
+    [
+        ("🎉", "🎉"),
+        ("cafe\u0301", "cafe\u0301"),
+        ("北京", "北京"),
+        ("capital of 中国", "capital of 中国"),
+        ("bold nested", "bold *nested"),  # across <strong> and <em>: the raw text it covers
+        ("item\nSecond", "item\n2. Second"),  # across two list items
+        ("code span", "code span"),
+        ("東京 👩\u200d👩\u200d👧", "東京 👩\u200d👩\u200d👧"),
+        ("14M", "14M"),
+        ("link text then", "link text](https://example.org/long/path?x=1) then"),
+        ('print("hi 🎉")', 'print("hi 🎉")'),
+    ],
+)
+def test_marks_in_formatted_text_map_to_code_points_of_the_raw_text(page, live_server, live_study, selected, expected):
+    study = live_study(slug="rich", n_prompts=1)
+    c = Comparison.objects.get(study=study)
+    c.response_a.text = RICH
+    c.response_a.save()
+    start(page, live_server, study)
+    side = side_with(page, "Combining")
+    select_in(page, side, selected)
+    page.keyboard.press("m")
+    (span,) = json.loads(page.input_value("input[name=error_spans]"))
+    display = RICH.replace("\r\n", "\n")  # what the server maps back from (rendering.display_text)
+    assert display[span["start"] : span["end"]] == expected  # Python slices by code point, as the server
+    assert page.locator(f"#response-{side} mark").count() >= 1
+
+
 def test_crlf_answer_marked_in_the_rendered_text(page, live_server, live_study):
     study = live_study(slug="spans-crlf", n_prompts=1)
     c = Comparison.objects.get(study=study)
