@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             "\n"
             f"  Admin:   {base}/admin/   user {ADMIN_USER}, password {password}\n"
             f"           (the password is kept in {data_dir / 'demo_admin_password'})\n"
+            f"  Study:   {base}/studies/demo/  (next step, buttons, links to paste, expert invitations)\n"
             f"  Rater:   {base}/r/demo/\n"
             f"           {base}/r/demo/?PROLIFIC_PID=demo1&STUDY_ID=s&SESSION_ID=x  (Prolific-style link)\n"
             f"  Report:  {base}/reports/demo/\n"

@@ -23,6 +23,9 @@ class StudyReport(models.Model):
     payload = models.JSONField(null=True, blank=True)
     svgs = models.JSONField(default=dict, blank=True)  # plot name -> SVG text
     n_ratings = models.PositiveIntegerField(default=0)
+    # What it was computed from (reports.source_fingerprint): the page compares it with the study
+    # as it is now and says when the report is out of date.
+    sources = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     computed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

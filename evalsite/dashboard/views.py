@@ -12,7 +12,14 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from evalsite.dashboard.models import StudyReport
-from evalsite.dashboard.reports import ReportOptions, cached_report, compute_report, request_report
+from evalsite.dashboard.reports import (
+    ReportOptions,
+    cached_report,
+    compute_report,
+    report_staleness,
+    request_report,
+    source_fingerprint,
+)
 from evalsite.rating.models import Rater, Rating
 from evalsite.studies.access import visible_studies
 from evalsite.studies.models import Study
@@ -131,6 +138,7 @@ def study_report(request, slug: str):
         report = request_report(study, options, progress["ratings"])
     context = _context(study, report, options)
     context["progress"] = progress
+    context["stale"] = report_staleness(report, source_fingerprint(study))
     return render(request, "dashboard/report.html", context)
 
 

@@ -118,7 +118,7 @@ def describe_rating_form(form: dict) -> str:
 
 
 def study_preview_url(study: Study) -> str:
-    return reverse("study_preview", args=[study.slug])
+    return reverse("studies:preview", args=[study.slug])
 
 
 # --- inlines --------------------------------------------------------------------------------

@@ -153,18 +153,18 @@ class Study(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def get_absolute_url(self) -> str:
+        """The researcher's study page (the admin's "View on site" goes there)."""
+        from django.urls import reverse
+
+        return reverse("studies:home", kwargs={"slug": self.slug})
+
     def clean(self) -> None:
         # Unknown keys (a typo such as "correctnes") would silently drop a question.
         from .rating_form import rating_form_problems
 
         if problems := rating_form_problems(self.rating_form):
             raise ValidationError({"rating_form": problems})
-
-    def get_absolute_url(self) -> str:
-        """The researcher's study page (the admin's "View on site" goes there)."""
-        from django.urls import reverse
-
-        return reverse("studies:home", kwargs={"slug": self.slug})
 
 
 class RealModelManager(models.Manager):

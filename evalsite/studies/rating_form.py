@@ -89,16 +89,14 @@ def rating_form_problems(form) -> list[str]:
         else:
             for question in required:
                 if question not in QUESTIONS:
-                    problems.append(
-                        f"Unknown required question {question!r}. Questions: {', '.join(QUESTIONS)}."
-                    )
+                    problems.append(f"Unknown required question {question!r}. Questions: {', '.join(QUESTIONS)}.")
             if not problems:
                 asked = asked_questions(form)
                 for question in required:
                     if not asked[question]:
                         problems.append(
                             f"{question!r} is required but the form does not ask it: "
-                            f"ask it, or remove it from \"required\"."
+                            f'ask it, or remove it from "required".'
                         )
     return problems
 

@@ -266,7 +266,7 @@
     spans.filter(function (s) { return s.side === side; }).forEach(function (s) {
       var li = document.createElement("li");
       var quote = document.createElement("q");
-      var text = texts[side].slice(s.start, s.end);
+      var text = visibleText(s);
       quote.textContent = text;
       li.appendChild(quote);
       li.appendChild(document.createTextNode(" "));
@@ -283,6 +283,21 @@
       li.appendChild(remove);
       ul.appendChild(li);
     });
+  }
+
+  // The words of a span as the rater sees them (without Markdown syntax), for the list.
+  function visibleText(span) {
+    var a = alignment(span.side);
+    var out = "";
+    var open = false;
+    for (var i = 0; i < a.text.length; i++) {
+      var j = a.map[i];
+      if (j >= span.start && j < span.end) { out += a.text[i]; open = true; }
+      else if (j >= span.end) break;
+      else if (j < 0 && open) out += a.text[i];
+    }
+    out = out.replace(/\s+/g, " ").trim();
+    return out || texts[span.side].slice(span.start, span.end);
   }
 
   // Highlight the marks in the rendered answer: wrap the covered text in <mark>. The text (and so
@@ -633,7 +648,15 @@
     });
   }
 
+  // A code block wider than the page scrolls sideways: it must be reachable with the keyboard.
+  function focusableScrollers() {
+    document.querySelectorAll(".markdown pre").forEach(function (pre) {
+      if (pre.scrollWidth > pre.clientWidth && !pre.hasAttribute("tabindex")) pre.setAttribute("tabindex", "0");
+    });
+  }
+
   restoreDraft();
   fold();
+  focusableScrollers();
   if (document.getElementById("form-error") && missingGroups().length) { shown = true; refreshMessage(); }
 })();

@@ -207,7 +207,9 @@ def test_error_spans_on_the_formatted_answer_count_code_points(page, live_server
     select_in(page, side, "capital of")
     page.keyboard.press("M")
     assert section.locator("ul.spans li").count() == 2
-    assert section.locator("ul.spans q").first.text_content() == "capital** of"
+    assert section.locator("ul.spans q").first.text_content() == "capital of"  # as shown
+    sent = json.loads(page.input_value("input[name=error_spans]"))
+    assert raw.replace("\r\n", "\n")[sent[0]["start"] : sent[0]["end"]] == "capital** of"  # as stored
     section.locator("ul.spans li").first.get_by_role("button", name="Remove").click()
     assert section.locator("ul.spans li").count() == 1
     # The keyboard way: focus in the answer, M opens a dialog, the typed words are found.
@@ -372,9 +374,14 @@ def test_phone_has_big_targets_and_folds_long_answers(browser, live_server, live
         unfold.tap()
         assert unfold.get_attribute("aria-expanded") == "true"
         assert long_answer.bounding_box()["height"] > folded * 2
-        # Still usable by touch: a tap on a label answers it.
+        # Still usable by touch: a tap on a label answers it; select words, tap "Mark an error".
         page.locator("fieldset.preference label").nth(1).tap()
         assert checked(page, "preference") == "right"
+        short = "left" if side == "right" else "right"
+        select_in(page, short, "result")
+        page.locator(f"#response-{short} .mark-error").tap()
+        assert page.locator(f"#response-{short} mark").all_text_contents() == ["result"]
+        assert not page.locator("#mark-dialog").is_visible()
     finally:
         context.close()
 

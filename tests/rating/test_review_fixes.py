@@ -99,12 +99,12 @@ def test_work_held_by_others_means_wait_not_code(client, live_study, make_rater)
     assert r.status_code == 302 and r.url.split("?")[0].endswith("/done/")
     wait = client.get(r.url)
     html = wait.content.decode()
-    assert wait.status_code == 200 and "DONE123" not in html and 'http-equiv="refresh"' in html
+    assert wait.status_code == 200 and "DONE123" not in html and 'data-seconds="5"' in html
     assert "wait=1" in html
     # The hoarders' first leases are short: once they lapse, the honest rater gets work.
     Assignment.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     engine._last_sweep.clear()
-    retry = re.search(r'url=([^"]+)"', html).group(1).replace("&amp;", "&")
+    retry = re.search(r'data-url="([^"]+)"', html).group(1).replace("&amp;", "&")
     assert client.get(retry).status_code == 200
 
 

@@ -139,7 +139,9 @@ def test_admin_refuses_model_and_form_edits_on_a_live_study(admin_client_staff, 
             "models-2-max_tokens": "64",
             "models-2-samples_per_prompt": "1",
         },
-        "change the rating form": {"rating_form": json.dumps({"strength": False})},
+        # The builder's fields are disabled on a live study; a page opened before it went live
+        # posts them (form_editable=1): the change is refused with the reason, not dropped.
+        "change the rating form": {"form_editable": "1", "form_extra_aspects": "concise"},
     }
     for what, change in edits.items():
         page = admin_client_staff.post(url, {**base, **change})

@@ -340,7 +340,10 @@ def study_form_data(**overrides) -> dict:
         "attention_check_rate": "0.1",
         "min_seconds_per_task": "5",
         "max_attention_failures": "1",
-        "rating_form": '{"strength": true}',
+        "public_title": "Compare two answers",
+        "expert_redundancy": "1",
+        "expert_share": "1.0",
+        "form_strength": "on",  # the rating-form builder: strength only
         "models-TOTAL_FORMS": "1",
         "models-INITIAL_FORMS": "0",
         "models-MIN_NUM_FORMS": "0",

@@ -17,12 +17,13 @@ DEMO_DATA = Path(__file__).resolve().parents[2] / "demo_data"
 DEMO_SLUG = "demo"
 
 INSTRUCTIONS = """\
-You will see a question and two answers, **A** and **B**, written by AI assistants.
+You will see a question and two answers, **Answer 1** and **Answer 2**, written by AI assistants.
 
 1. Read both answers carefully.
-2. Say which one is better overall, or that they are about equally good.
-3. For each answer, tell us whether it sounds fluent and confident, and whether it is **factually
-   correct** as far as you can tell. If you spot a mistake, highlight it.
+2. For each answer, tell us whether it sounds fluent and confident, and whether it is **factually
+   correct** as far as you can tell (this is required). If you spot a mistake, select it and
+   mark it as an error.
+3. Say which one is better overall, or that they are about the same, or that both are bad.
 
 Some questions have a known right answer; careful work matters more than speed.
 """
