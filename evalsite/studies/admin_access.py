@@ -33,6 +33,7 @@ def study_filter(path: str = "study") -> type[admin.SimpleListFilter]:
     class VisibleStudyFilter(admin.SimpleListFilter):
         title = "study"
         parameter_name = f"{path}__id__exact"
+        is_study_filter = True  # its parameter is allowed however many relations it spans
 
         def lookups(self, request: HttpRequest, model_admin):
             studies = visible_studies(request.user).order_by("title", "pk").values_list("pk", "title")
@@ -130,6 +131,14 @@ class StudyScopedAdmin(admin.ModelAdmin):
             return func(modeladmin, request, queryset)
 
         return scoped, name, description
+
+    def lookup_allowed(self, lookup, value, request=None) -> bool:
+        # Django allows a query parameter spanning two relations (model__study__id__exact) only
+        # when it names a list_filter entry; the study filter's parameter is one.
+        filters = self.get_list_filter(request) if request is not None else self.list_filter
+        if any(getattr(item, "is_study_filter", False) and item.parameter_name == lookup for item in filters):
+            return True
+        return super().lookup_allowed(lookup, value, request)
 
     def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
         scope_choices(db_field, request, kwargs)
