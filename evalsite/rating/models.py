@@ -77,7 +77,7 @@ class Assignment(models.Model):
     expires_at = models.DateTimeField()
     submitted_at = models.DateTimeField(null=True, blank=True)
     # Which kind of slot the lease holds: an expert's (n_expert_*) or the crowd's (n_live/n_submitted).
-    expert = models.BooleanField(default=False)
+    expert = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         constraints = [

@@ -250,9 +250,31 @@ class LanguageModel(models.Model):
 
 
 class Prompt(models.Model):
+    """What the compared answers reply to: ``text`` is the last user turn.
+
+    A single-turn prompt is just ``text``. A conversation adds the turns before it, in one of two
+    ways (see :mod:`.conversations`): ``history``, fixed earlier turns written in the file
+    (``[{"role": "system" | "user" | "assistant", "content": ...}]``, e.g. a ShareGPT dialogue), or
+    ``parent``, the previous turn of the same conversation, whose answer each model gives itself
+    (MT-bench: the second turn is answered conditioned on the model's own first answer). ``turn``
+    counts the user turns up to and including this one (1 for a single-turn prompt).
+    """
+
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="prompts")
     source_id = models.CharField(max_length=200, help_text="The id in the imported file.")
-    text = models.TextField()
+    text = models.TextField(help_text="The (last) user turn the compared answers reply to.")
+    history = models.JSONField(
+        default=list, blank=True, help_text="Fixed earlier turns: [{role, content}], before the text."
+    )
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="next_turns",
+        help_text="The previous turn, answered by each model itself (MT-bench's second turn).",
+    )
+    turn = models.PositiveSmallIntegerField(default=1, help_text="1 for a single-turn prompt.")
     category = models.CharField(max_length=64, blank=True, db_index=True)
     reference_answers = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -269,6 +291,11 @@ class Prompt(models.Model):
         super().clean()
         errors: dict = {}
         refuse_move(self, errors, "study", self.study_id, "study_id", "A prompt")
+        parent = related_or_none(self, "parent")
+        if parent is not None and self.study_id is not None and parent.study_id != self.study_id:
+            errors["parent"] = other_study("previous turn")
+        elif parent is not None and self.history:
+            errors["history"] = "A prompt with a previous turn takes its history from it; leave history empty."
         if errors:
             raise ValidationError(errors)
 
@@ -375,9 +402,10 @@ class Comparison(models.Model):
     n_live = models.PositiveIntegerField(default=0)
     n_submitted = models.PositiveIntegerField(default=0)
     # Experts have their own slots (study.expert_redundancy) on the comparisons in their pool.
-    expert_pool = models.BooleanField(default=False)
-    n_expert_live = models.PositiveIntegerField(default=0)
-    n_expert_submitted = models.PositiveIntegerField(default=0)
+    # db_default too: bulk loaders that write SQL directly (benchmarks/export.py) need not know them.
+    expert_pool = models.BooleanField(default=False, db_default=False)
+    n_expert_live = models.PositiveIntegerField(default=0, db_default=0)
+    n_expert_submitted = models.PositiveIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
