@@ -85,3 +85,31 @@ def test_three_tasks_and_the_code_inside_a_cross_site_iframe(browser, live_study
     assert Rating.objects.filter(study=study).count() == 3
     # No bouncing: the frame loaded the consent page once (GET, then the POST of agreeing).
     assert sum(1 for url in requests if "/consent/" in url) == 2, requests
+
+
+def test_honest_worker_waits_while_made_up_ids_hold_the_pool(browser, live_server, live_study, make_rater):
+    """Hoarders hold every slot: the worker sees no code, the page looks again by itself, and once
+    the hoarders' short first leases lapse it gets a task."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from evalsite.rating import assignment as engine
+    from evalsite.rating.models import Assignment
+
+    study = live_study(slug="hoard", n_prompts=2, redundancy=1, tasks_per_rater=5)
+    for i in range(2):
+        engine.lease_next(make_rater(study, f"fake{i}", consented_at=timezone.now()), study)
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/r/{study.slug}/?PROLIFIC_PID=honest&SESSION_ID=s1")
+    page.check("input[name=agree]")
+    page.click("#start")
+    page.wait_for_selector("#wait")
+    assert "DONE123" not in page.content() and "being worked on" in page.inner_text("#wait")
+    leases = Assignment.objects.filter(status="live")
+    assert all((a.expires_at - a.leased_at).total_seconds() == engine.FIRST_LEASE_SECONDS for a in leases)
+    leases.update(expires_at=timezone.now() - timedelta(seconds=1))  # the hoarders never came back
+    engine._last_sweep.clear()
+    page.wait_for_selector("#rating-form", timeout=15000)  # the countdown (5 s) retried by itself
+    assert "Task 1 of 2" in page.inner_text("#progress")
+    page.close()
