@@ -60,6 +60,8 @@ PICK_WINDOW = 64
 # made-up worker ids that open the link and walk away must not hold slots for a full lease.
 FIRST_LEASE_SECONDS = 120
 REACH_COUNT_CAP = 200
+# What a rater may have seen beyond their submitted tasks (expired leases, the live one).
+REACH_SLACK = 64
 
 
 class LeaseError(Exception):
@@ -203,12 +205,34 @@ def tasks_within_reach(rater: Rater, study: Study, *, holding: bool = True) -> i
     """How many tasks this rater can still get in all, counting the one they hold now (``holding``).
 
     The count stops at :data:`REACH_COUNT_CAP` open comparisons: beyond that the quota is what
-    limits the rater, and the page's "Task n of N" must not cost a scan of the whole study.
+    limits the rater, and the page's "Task n of N" must not cost a scan of the whole study. While
+    the study's open comparisons (counted at most every few seconds per process) exceed what this
+    rater can have seen by far, no per-rater query is needed at all.
     """
     left = study.tasks_per_rater - rater.tasks_submitted
     cap = min(max(left, 0), REACH_COUNT_CAP)
+    if _open_in_study(study, rater.is_expert) - rater.tasks_submitted - REACH_SLACK >= cap:
+        return left
     open_now = _open_for(rater, study)[:cap].count() + int(holding)
     return left if open_now >= cap else min(left, open_now)
+
+
+_open_counts: dict[tuple[int, bool], tuple[float, int]] = {}
+
+
+def _open_in_study(study: Study, expert: bool) -> int:
+    """Comparisons of the study that still need ratings of this kind, recounted every few seconds."""
+    key = (study.pk, expert)
+    at, count = _open_counts.get(key, (0.0, 0))
+    if time.monotonic() - at >= SWEEP_INTERVAL_SECONDS:
+        needing = Comparison.objects.filter(study_id=study.pk, is_attention_check=False)
+        if expert:
+            needing = needing.filter(expert_pool=True, n_expert_submitted__lt=study.expert_redundancy)
+        else:
+            needing = needing.filter(n_submitted__lt=study.redundancy)
+        count = needing.count()
+        _open_counts[key] = (time.monotonic(), count)
+    return count
 
 
 # The pick is the hottest query of the site, so it is written out once, by hand, instead of being
