@@ -172,6 +172,7 @@ async def enter(i: int, base: str) -> tuple[dict | None, str]:
         r = await client.get(f"/r/{SLUG}/?PROLIFIC_PID=bench-{i}&STUDY_ID=s&SESSION_ID=x", follow_redirects=True)
         r = await client.post(r.url, data={"agree": "yes"})
         if r.status_code != 302:
+            print(f"entry of rater {i} refused: {r.status_code} {r.text[:300]!r}", file=sys.stderr)
             return None, ""
         return dict(client.cookies.items()), r.headers["location"]
 
@@ -366,7 +367,7 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
             try:
-                httpx.get(f"{base}/r/{SLUG}/consent/", timeout=1.0)  # no cookie: a redirect, nothing logged
+                httpx.get(f"{base}/r/{SLUG}/", timeout=1.0)  # the entry link creates nothing until consent
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
