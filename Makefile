@@ -20,11 +20,12 @@ test-fast:  ## skip the slow tests (vLLM server, browser, simulations)
 	DATABASE_URL=$(DATABASE_URL_TEST) CELERY_BROKER_URL=$(REDIS_URL_TEST) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 	DATABASE_URL=sqlite:///$(CURDIR)/data/evalsite.sqlite3 CELERY_BROKER_URL=$(REDIS_URL_TEST) $(PY) -m pytest -m "engine and not slow" $(PYTEST_ARGS)
 
-bench:  ## the four benchmarks; each prints its figures and ratio (see benchmarks/RESULTS.md)
+bench:  ## the benchmarks; each prints its figures and ratio (see benchmarks/RESULTS.md)
 	$(PY) benchmarks/analysis.py
 	DATABASE_URL=$(DATABASE_URL_TEST) $(PY) benchmarks/rater_loop.py --raters 100 --seconds 15
 	$(PY) benchmarks/export.py
 	DATABASE_URL=$(DATABASE_URL_TEST) $(PY) benchmarks/generation.py --prompts 16 --max-tokens 32 --batch-size 8
+	$(PY) benchmarks/planning.py
 
 lint:
 	$(VENV)/bin/ruff check .

@@ -7,6 +7,7 @@ kombu's filesystem broker. Production sets ``DATABASE_URL``, ``CELERY_BROKER_URL
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -69,15 +70,19 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served locally, no CDN
+    "axes",  # admin login and API token: lock out a username + address after repeated failures
     "evalsite.studies",
     "evalsite.rating",
     "evalsite.api",
     "evalsite.dashboard",
     "evalsite.generation",  # no models (GenerationJob lives in studies); its ready() loads the Celery app
+    "evalsite.platforms",  # Prolific and MTurk through their APIs
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # NUL in a URL, query string or Authorization header: a 400 before any view looks it up.
+    "evalsite.edge.EdgeMiddleware",
     # gunicorn serves no static files; whitenoise does, compressed and cached.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -86,7 +91,21 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes requires
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out username + address first
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Five wrong passwords for one username from one address lock that pair out for 15 minutes (the
+# admin login answers 429); a right password resets the count.
+AXES_FAILURE_LIMIT = int(os.environ.get("EVALSITE_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("EVALSITE_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_DISABLE_ACCESS_LOG = True  # failed attempts only; successful logins are not recorded
 
 ROOT_URLCONF = "evalsite.urls"
 WSGI_APPLICATION = "evalsite.wsgi.application"
@@ -121,6 +140,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-evalsite.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Throttle counters (the API token endpoint). Per process unless CACHE_URL names a shared Redis,
+# as it should when several web processes serve.
+_cache_url = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}
+    if _cache_url.startswith(("redis://", "rediss://"))
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -158,8 +186,11 @@ SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG els
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if env_bool("BEHIND_PROXY", False):
+BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The client's address for login lockouts: behind the proxy, the last X-Forwarded-For hop.
+AXES_CLIENT_IP_CALLABLE = "evalsite.edge.client_address"
 # Rater pages are embedded in MTurk's iframe; everything else stays DENY (see rating views).
 X_FRAME_OPTIONS = "DENY"
 # Who may frame the rater pages (CSP frame-ancestors): the crowd platforms, space-separated.
@@ -214,19 +245,35 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Bodies within the edge rules (evalsite.edge): finite numbers, bounded depth and size, no NUL.
+    "DEFAULT_PARSER_CLASSES": [
+        "evalsite.api.parsers.JSONParser",
+        "evalsite.api.parsers.FormParser",
+        "evalsite.api.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "evalsite.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "evalsite.api.schema.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "evalsite.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    # The token endpoint: a few tries a minute per address (429 beyond); wrong passwords also count
+    # towards the login lockout above.
+    "DEFAULT_THROTTLE_RATES": {"token": os.environ.get("EVALSITE_TOKEN_RATE", "10/minute")},
+    "NUM_PROXIES": 1 if BEHIND_PROXY else None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "evalsite API",
     "DESCRIPTION": "Studies, generated responses, blind pairwise ratings and their analysis.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page are for researchers, like the API itself (401 otherwise).
+    "SERVE_PERMISSIONS": ["evalsite.api.permissions.IsResearcher"],
 }
 
 # --- generation -----------------------------------------------------------------------
 MODEL_CACHE_DIR = Path(os.environ.get("EVALSITE_MODEL_CACHE", DATA_DIR / "models"))
+# Where a model's model_path may point (local model folders, answer files): these folders and what
+# lies below them, besides the builtin: models. Comma-separated; default the model cache.
+MODEL_ROOTS = [Path(p).expanduser().resolve() for p in env_list("EVALSITE_MODEL_ROOTS", [str(MODEL_CACHE_DIR)])]
 # An active job untouched this long (no heartbeat, no progress) has lost its message or its worker:
 # "generate" sends it again.
 GENERATION_JOB_STALE_MINUTES = float(os.environ.get("EVALSITE_JOB_STALE_MINUTES", "30"))
@@ -237,10 +284,14 @@ GENERATION_HEARTBEAT_SECONDS = float(os.environ.get("EVALSITE_JOB_HEARTBEAT_SECO
 # --- reports --------------------------------------------------------------------------
 # Bootstrap rounds behind the report's intervals.
 REPORT_BOOTSTRAP_ROUNDS = int(os.environ.get("EVALSITE_REPORT_BOOTSTRAP_ROUNDS", "1000"))
+# Fewest prompts behind a reported interval (below: "too few prompts", or Wilson for proportions).
+REPORT_MIN_PROMPTS = int(os.environ.get("EVALSITE_REPORT_MIN_PROMPTS", "10"))
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-axes logs every login at INFO; lockouts and failures come at WARNING.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

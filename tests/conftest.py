@@ -19,6 +19,19 @@ CHROMIUM_ARGS = [
 ]
 
 
+FUZZ_SEEDS = ("API_FUZZ_SEED", "RATER_FUZZ_SEED", "IMPORT_FUZZ_SEED")
+
+
+def pytest_report_header(config) -> str:
+    """The randomized tests (schemathesis, rater submit, importers) draw a fresh seed each run,
+    printed here; set the variable to replay a run."""
+    import random
+
+    for name in FUZZ_SEEDS:
+        os.environ.setdefault(name, str(random.randrange(2**32)))
+    return "fuzz seeds: " + " ".join(f"{name}={os.environ[name]}" for name in FUZZ_SEEDS)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Browser tests skip, saying how to fix it, where Chromium is not installed."""
     if Path(CHROMIUM).exists():
@@ -51,6 +64,15 @@ def browser():
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle_counters():
+    """The API token endpoint is throttled per address (counters in the cache); every test starts
+    with none spent, as tests all come from the same address."""
+    from django.core.cache import cache
+
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

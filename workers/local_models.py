@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from evalsite.studies.model_paths import check_model_path
+
 from .backends.base import ModelNotFound
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,9 @@ def resolve_model_path(model_path: str) -> str:
         if name not in BUILTINS:
             raise ModelNotFound(f"Unknown builtin model {name!r}; available: {', '.join(BUILTINS)}.")
         return str(ensure_builtin(name))
+    # Checked again here: a model row written around the validators must not open any file.
+    if problem := check_model_path("hf", path):
+        raise ModelNotFound(problem)
     return path
 
 

@@ -37,26 +37,50 @@ def krippendorff_alpha(counts: np.ndarray, level: str = "nominal") -> float | No
     return float(krippendorff.alpha(value_counts=pairable, value_domain=domain, level_of_measurement=level))
 
 
-def fleiss_kappa(counts: np.ndarray) -> float | None:
-    """Fleiss' kappa for a (subjects x categories) matrix where every subject has n raters.
+def fleiss_kappa_details(counts: np.ndarray) -> dict:
+    """Fleiss' kappa, generalised to items with unequal numbers of raters, with its counts.
 
-    Subjects with a different number of ratings than the most common number are dropped (the
-    statistic requires equal n); None when fewer than two subjects or raters remain.
+    The generalisation (Fleiss, Levin & Paik 2003; Gwet 2014, "Fleiss' generalized kappa"): an
+    item rated by r_i >= 2 raters contributes its observed agreement
+    sum_k r_ik (r_ik - 1) / (r_i (r_i - 1)); chance agreement is sum_k pi_k^2 with pi_k the mean
+    over those items of r_ik / r_i. With equal numbers of raters this is Fleiss' (1971) kappa.
+    Items rated once carry no agreement and are left out; the result says how many items were
+    used (``n_items``) of how many (``n_items_total``) and the range of raters per item.
+    ``kappa`` is None when fewer than two items are usable or chance agreement is 1.
     """
     counts = np.asarray(counts, dtype=float)
-    totals = counts.sum(axis=1)
-    if len(totals) == 0:
-        return None
-    n = np.bincount(totals.astype(int)).argmax()
-    counts = counts[totals == n]
-    if n < 2 or len(counts) < 2:
-        return None
-    p_category = counts.sum(axis=0) / counts.sum()
-    p_subject = ((counts**2).sum(axis=1) - n) / (n * (n - 1))
-    p_bar, p_e = p_subject.mean(), (p_category**2).sum()
+    totals = counts.sum(axis=1) if counts.size else np.zeros(0)
+    usable = totals >= 2
+    out = {
+        "kappa": None,
+        "n_items": int(usable.sum()),
+        "n_items_total": int(len(totals)),
+        "raters_min": int(totals[usable].min()) if usable.any() else None,
+        "raters_max": int(totals[usable].max()) if usable.any() else None,
+    }
+    if usable.sum() < 2:
+        return out
+    c, r = counts[usable], totals[usable]
+    p_item = (c * (c - 1)).sum(axis=1) / (r * (r - 1))
+    pi = (c / r[:, None]).mean(axis=0)
+    p_bar, p_e = p_item.mean(), (pi**2).sum()
     if p_e >= 1.0:
-        return None
-    return float((p_bar - p_e) / (1.0 - p_e))
+        return out
+    out["kappa"] = float((p_bar - p_e) / (1.0 - p_e))
+    return out
+
+
+def fleiss_kappa(counts: np.ndarray) -> float | None:
+    """Fleiss' kappa of a (subjects x categories) count matrix; unequal rater counts allowed.
+
+    See :func:`fleiss_kappa_details` (which also says how many items it used).
+    """
+    return fleiss_kappa_details(counts)["kappa"]
+
+
+def pairable_units(counts: np.ndarray) -> int:
+    """Units with at least two values: the ones Krippendorff's alpha can use."""
+    return int((np.asarray(counts).sum(axis=1) >= 2).sum()) if np.size(counts) else 0
 
 
 def leave_one_out_agreement(
@@ -129,7 +153,10 @@ def agreement_summary(ratings: pd.DataFrame) -> dict:
     """Alpha and kappa for preference, strength and the correctness aspect; crowd and experts.
 
     Likert style aspects (columns ``aspect_<name>_a`` / ``aspect_<name>_b``, scores 1-5) get an
-    ordinal alpha each under ``alpha_aspects``.
+    ordinal alpha each under ``alpha_aspects``. Every figure carries its n: ``n`` maps each
+    statistic to the number of units (comparisons, or responses for correctness and aspects) it
+    used, and ``fleiss_kappa_items`` says how many items kappa used out of how many, with the
+    range of raters per item.
     """
     out: dict = {}
     groups = {
@@ -143,7 +170,7 @@ def agreement_summary(ratings: pd.DataFrame) -> dict:
         long_units = pd.concat([part["comparison_id"] + "|a", part["comparison_id"] + "|b"], ignore_index=True)
         long_values = pd.concat([part["correct_a"], part["correct_b"]], ignore_index=True)
         verdict = value_counts_matrix(long_units, long_values, VERDICT_CODES)
-        aspects = {}
+        aspects, aspects_n = {}, {}
         for column in sorted(c for c in part.columns if c.startswith("aspect_") and c.endswith("_a")):
             aspect = column[len("aspect_") : -len("_a")]
             values = pd.concat(
@@ -151,18 +178,29 @@ def agreement_summary(ratings: pd.DataFrame) -> dict:
             )
             units = pd.concat([part["comparison_id"] + "|a", part["comparison_id"] + "|b"], ignore_index=True)
             scores = pd.to_numeric(values, errors="coerce")
-            aspects[aspect] = krippendorff_alpha(
-                value_counts_matrix(units, scores.astype(object), (1, 2, 3, 4, 5)), "ordinal"
-            )
+            matrix = value_counts_matrix(units, scores.astype(object), (1, 2, 3, 4, 5))
+            aspects[aspect] = krippendorff_alpha(matrix, "ordinal")
+            aspects_n[aspect] = pairable_units(matrix)
+        kappa = fleiss_kappa_details(pref)
         out[name] = {
             "alpha_aspects": aspects,
             "n_ratings": int(len(part)),
-            "n_units_multi_rated": int((pref.sum(axis=1) >= 2).sum()),
+            "n_units_multi_rated": pairable_units(pref),
             "alpha_preference": krippendorff_alpha(pref, "nominal"),
-            "fleiss_kappa_preference": fleiss_kappa(pref),
+            "fleiss_kappa_preference": kappa["kappa"],
+            "fleiss_kappa_items": {k: v for k, v in kappa.items() if k != "kappa"},
             "alpha_strength": krippendorff_alpha(strength, "ordinal"),
             "alpha_correctness": krippendorff_alpha(verdict, "nominal"),
+            "n": {
+                "alpha_preference": pairable_units(pref),
+                "fleiss_kappa_preference": kappa["n_items"],
+                "alpha_strength": pairable_units(strength),
+                "alpha_correctness": pairable_units(verdict),
+                "alpha_aspects": aspects_n,
+            },
         }
     loo = leave_one_out_agreement(ratings)
-    out["majority_agreement"] = None if loo["agrees"].notna().sum() == 0 else float(loo["agrees"].mean())
+    decided = int(loo["agrees"].notna().sum())
+    out["majority_agreement"] = None if decided == 0 else float(loo["agrees"].mean())
+    out["majority_agreement_n"] = decided
     return out

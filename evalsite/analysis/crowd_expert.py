@@ -6,8 +6,12 @@ response is correct, a rating is *fooled* if it prefers the wrong one or calls i
 ("both bad" is not fooled: the rater saw a problem). The error-flag rate is the share of ratings
 of a wrong response that flag it (aspect verdict "error" or an error span).
 
-When truth comes from experts, the experts' own rates are partly circular; the result says how
-many comparisons each truth source decided so the reader can tell.
+The truth an expert is scored against is always independent of that expert: on prompts with
+references it is the reference check; elsewhere it is the majority of the *other* experts'
+verdicts (leave one expert out), so an expert is never scored against their own label. An expert
+rating whose comparison has no other expert verdict (or a tied one) is not scored; the result
+counts them. Every rate is given overall and split by truth source (``by_source``: "reference"
+and "expert"), each with its ratings, comparisons and prompts.
 """
 
 from __future__ import annotations
@@ -16,7 +20,16 @@ import numpy as np
 import pandas as pd
 
 from .factuality import response_truth
-from .intervals import ALPHA, cluster_sums, cluster_weights, clustered_ratio, percentile_interval
+from .intervals import (
+    ALPHA,
+    MIN_PROMPTS,
+    cluster_bootstrap,
+    cluster_sums,
+    clustered_ratio,
+    percentile_interval,
+    too_few_prompts,
+)
+from .schema import require_ratings
 
 GROUPS = {"crowd": False, "expert": True}
 
@@ -26,15 +39,19 @@ def flags_error(verdict: pd.Series, spans: pd.Series) -> np.ndarray:
     return (verdict.to_numpy(dtype=object) == "error") | (spans.to_numpy() > 0)
 
 
+def _expert_votes(ratings: pd.DataFrame, side: str) -> np.ndarray:
+    """Per rating: +1 if an expert says the response on ``side`` is correct, -1 wrong, 0 otherwise
+    (crowd ratings: 0)."""
+    says_error = flags_error(ratings[f"correct_{side}"], ratings[f"error_spans_{side}"])
+    says_correct = (ratings[f"correct_{side}"].to_numpy(dtype=object) == "correct") & ~says_error
+    vote = says_correct.astype(int) - says_error.astype(int)
+    return np.where(ratings["is_expert"].to_numpy(dtype=bool), vote, 0)
+
+
 def _expert_majority(ratings: pd.DataFrame, side: str) -> pd.Series:
     """Per comparison: True (correct) / False (wrong) by expert majority; ties and no votes absent."""
-    experts = ratings[ratings["is_expert"]]
-    if experts.empty:
-        return pd.Series(dtype=object)
-    says_error = flags_error(experts[f"correct_{side}"], experts[f"error_spans_{side}"])
-    says_correct = (experts[f"correct_{side}"].to_numpy(dtype=object) == "correct") & ~says_error
-    vote = pd.Series(says_correct.astype(int) - says_error.astype(int), index=experts.index)
-    total = vote.groupby(experts["comparison_id"]).sum()
+    vote = pd.Series(_expert_votes(ratings, side), index=ratings.index)
+    total = vote.groupby(ratings["comparison_id"]).sum()
     total = total[total != 0]
     return total > 0
 
@@ -58,7 +75,40 @@ def comparison_truth(ratings: pd.DataFrame, responses: pd.DataFrame | None = Non
     return comps.drop(columns=["response_id_a", "response_id_b"]).reset_index()
 
 
-def _group_rates(rows: pd.DataFrame, hit: np.ndarray, n_boot: int, rng: np.random.Generator, alpha: float) -> dict:
+def rating_truth(ratings: pd.DataFrame, responses: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per rating: the truth of A and B it is scored against, and its source.
+
+    Columns ``truth_a``, ``truth_b`` (True / False / None) and ``source_a``, ``source_b``
+    ("reference", "expert" or "none"), aligned with ``ratings``' rows. Crowd ratings get the
+    comparison's truth; an expert rating on an expert-decided side gets the majority of the
+    other experts' verdicts (its own removed), None when they do not decide.
+    """
+    truth = comparison_truth(ratings, responses).set_index("comparison_id")
+    comparison = ratings["comparison_id"].to_numpy()
+    is_expert = ratings["is_expert"].to_numpy(dtype=bool)
+    out = pd.DataFrame(index=ratings.index)
+    for side in ("a", "b"):
+        t = truth[f"truth_{side}"].reindex(comparison).to_numpy(dtype=object)
+        source = truth[f"source_{side}"].reindex(comparison).to_numpy(dtype=object)
+        vote = _expert_votes(ratings, side)
+        total = pd.Series(vote).groupby(comparison).transform("sum").to_numpy()
+        others = total - vote
+        loo = np.where(others > 0, True, np.where(others < 0, False, None)).astype(object)
+        own = is_expert & (source == "expert")
+        t = np.where(own, loo, t)
+        out[f"truth_{side}"] = [None if v is None or (isinstance(v, float) and np.isnan(v)) else bool(v) for v in t]
+        out[f"source_{side}"] = source
+    return out
+
+
+def _group_rates(
+    rows: pd.DataFrame,
+    hit: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+    alpha: float,
+    min_prompts: int = MIN_PROMPTS,
+) -> dict:
     """Crowd rate, expert rate and their difference, with one shared prompt resampling."""
     out: dict = {}
     columns = []
@@ -66,19 +116,54 @@ def _group_rates(rows: pd.DataFrame, hit: np.ndarray, n_boot: int, rng: np.rando
         in_group = (rows["is_expert"].to_numpy() == is_expert).astype(float)
         columns += [hit * in_group, in_group]
         out[name] = clustered_ratio(
-            hit * in_group, in_group, rows["prompt_id"].to_numpy(), n_boot=n_boot, rng=rng, alpha=alpha
+            hit * in_group,
+            in_group,
+            rows["prompt_id"].to_numpy(),
+            n_boot=n_boot,
+            rng=rng,
+            alpha=alpha,
+            min_prompts=min_prompts,
         )
         out[name]["n_comparisons"] = int(rows.loc[in_group > 0, "comparison_id"].nunique())
     crowd, expert = out["crowd"]["estimate"], out["expert"]["estimate"]
-    gap = {"estimate": crowd - expert, "lo": float("nan"), "hi": float("nan")}
+    gap = {"estimate": crowd - expert, "lo": float("nan"), "hi": float("nan"), "warning": None}
+    enough = min(out["crowd"]["n_prompts"], out["expert"]["n_prompts"]) >= min_prompts
     if n_boot > 0 and len(rows) and out["crowd"]["n"] > 0 and out["expert"]["n"] > 0:
-        sums, _ = cluster_sums(np.column_stack(columns), rows["prompt_id"].to_numpy())
-        boot = cluster_weights(len(sums), n_boot, rng) @ sums
-        with np.errstate(invalid="ignore", divide="ignore"):
-            diff = boot[:, 0] / boot[:, 1] - boot[:, 2] / boot[:, 3]
-        gap["lo"], gap["hi"] = (float(x) for x in percentile_interval(diff, alpha))
+        if enough:
+            sums, _ = cluster_sums(np.column_stack(columns), rows["prompt_id"].to_numpy())
+            boot = cluster_bootstrap(sums, n_boot, rng)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                diff = boot[:, 0] / boot[:, 1] - boot[:, 2] / boot[:, 3]
+            gap["lo"], gap["hi"] = (float(x) for x in percentile_interval(diff, alpha))
+        else:
+            fewest = min(out["crowd"]["n_prompts"], out["expert"]["n_prompts"])
+            gap["warning"] = too_few_prompts(fewest, min_prompts) + ": no interval"
     out["gap"] = gap
     return out
+
+
+def _by_source(
+    rows: pd.DataFrame, hit: np.ndarray, n_boot: int, rng: np.random.Generator, alpha: float, min_prompts: int
+) -> dict:
+    out = {}
+    for source in ("reference", "expert"):
+        part = (rows["source"] == source).to_numpy()
+        sub = rows.loc[part].reset_index(drop=True)
+        rates = _group_rates(sub, hit[part], n_boot, rng, alpha, min_prompts)
+        rates["n_ratings"] = int(part.sum())
+        rates["n_comparisons"] = int(sub["comparison_id"].nunique())
+        rates["n_prompts"] = int(sub["prompt_id"].nunique())
+        out[source] = rates
+    return out
+
+
+def _check(ratings: pd.DataFrame, where: str) -> None:
+    require_ratings(
+        ratings,
+        ("comparison_id", "prompt_id", "model_a", "model_b", "winner", "is_expert"),
+        where,
+        nullable=("correct_a", "correct_b", "error_spans_a", "error_spans_b"),
+    )
 
 
 def fooled_rates(
@@ -88,34 +173,52 @@ def fooled_rates(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = ALPHA,
+    min_prompts: int = MIN_PROMPTS,
 ) -> dict:
-    """Fooled rates (crowd, expert, gap) overall, per wrong model and per category.
+    """Fooled rates (crowd, expert, gap) overall, by truth source, per wrong model and per category.
 
-    Only comparisons where exactly one response is known correct count. Intervals resample
-    prompts.
+    Only ratings whose (independent) truth has exactly one response correct count. Intervals
+    resample prompts; ``expert_ratings_unscored`` counts expert ratings on expert-decided
+    comparisons that no other expert decides.
     """
+    _check(ratings, "fooled_rates")
     rng = np.random.default_rng(seed)
-    truth = comparison_truth(ratings, responses)
+    ratings = ratings.reset_index(drop=True)
+    truth = rating_truth(ratings, responses)
     decided = truth["truth_a"].notna() & truth["truth_b"].notna()
-    one_right = truth[decided & (truth["truth_a"] != truth["truth_b"])].copy()
-    one_right["wrong_side"] = np.where(one_right["truth_a"].astype(bool), "B", "A")
-    one_right["wrong_model"] = np.where(one_right["wrong_side"] == "A", one_right["model_a"], one_right["model_b"])
-    one_right["source"] = np.where(
-        (one_right["source_a"] == "reference") & (one_right["source_b"] == "reference"), "reference", "expert"
-    )
-    rows = ratings.merge(one_right[["comparison_id", "wrong_side", "wrong_model", "source"]], on="comparison_id")
+    one_right = decided & (truth["truth_a"] != truth["truth_b"])
+    rows = ratings.loc[one_right.to_numpy()].copy()
+    t = truth.loc[one_right.to_numpy()]
+    rows["wrong_side"] = np.where(t["truth_a"].astype(bool), "B", "A")
+    rows["wrong_model"] = np.where(rows["wrong_side"] == "A", rows["model_a"], rows["model_b"])
+    rows["source"] = np.where((t["source_a"] == "reference") & (t["source_b"] == "reference"), "reference", "expert")
+    rows = rows.reset_index(drop=True)
     winner = rows["winner"].to_numpy()
     fooled = ((winner == rows["wrong_side"].to_numpy()) | (winner == "tie")).astype(float)
+    # Comparisons by the source of their (crowd-side, i.e. full-majority) truth.
+    comps = comparison_truth(ratings, responses)
+    comp_decided = comps["truth_a"].notna() & comps["truth_b"].notna() & (comps["truth_a"] != comps["truth_b"])
+    comps = comps[comp_decided]
+    comp_source = np.where(
+        (comps["source_a"] == "reference") & (comps["source_b"] == "reference"), "reference", "expert"
+    )
+    expert_on_expert_truth = (
+        ratings["is_expert"].to_numpy(bool)
+        & ((truth["source_a"] == "expert") | (truth["source_b"] == "expert")).to_numpy()
+    )
     result = {
-        "n_comparisons": int(len(one_right)),
-        "truth_sources": {k: int(v) for k, v in one_right["source"].value_counts().items()},
-        "overall": _group_rates(rows, fooled, n_boot, rng, alpha),
+        "n_comparisons": int(len(comps)),
+        "truth_sources": {k: int(v) for k, v in pd.Series(comp_source).value_counts().sort_index().items()},
+        "expert_ratings_unscored": int((expert_on_expert_truth & ~decided.to_numpy()).sum()),
+        "overall": _group_rates(rows, fooled, n_boot, rng, alpha, min_prompts),
+        "by_source": _by_source(rows, fooled, n_boot, rng, alpha, min_prompts),
         "by_wrong_model": {},
         "by_category": {},
     }
     for key, column in (("by_wrong_model", "wrong_model"), ("by_category", "category")):
         for value, part in rows.groupby(column, sort=True):
-            result[key][str(value)] = _group_rates(part, fooled[part.index.to_numpy()], n_boot, rng, alpha)
+            idx = part.index.to_numpy()
+            result[key][str(value)] = _group_rates(part, fooled[idx], n_boot, rng, alpha, min_prompts)
     return result
 
 
@@ -126,13 +229,18 @@ def error_flag_rates(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = ALPHA,
+    min_prompts: int = MIN_PROMPTS,
 ) -> dict:
-    """Share of ratings of a wrong response that flag an error (and of a right one: false flags)."""
+    """Share of ratings of a wrong response that flag an error (and of a right one: false flags).
+
+    Against the same independent truth as :func:`fooled_rates`, overall and by truth source.
+    """
+    _check(ratings, "error_flag_rates")
     rng = np.random.default_rng(seed)
-    truth = comparison_truth(ratings, responses).set_index("comparison_id")
+    ratings = ratings.reset_index(drop=True)
+    truth = rating_truth(ratings, responses)
     parts = []
     for side in ("a", "b"):
-        t = truth[f"truth_{side}"].reindex(ratings["comparison_id"]).to_numpy()
         parts.append(
             pd.DataFrame(
                 {
@@ -140,7 +248,8 @@ def error_flag_rates(
                     "comparison_id": ratings["comparison_id"].to_numpy(),
                     "is_expert": ratings["is_expert"].to_numpy(),
                     "model": ratings[f"model_{side}"].to_numpy(),
-                    "truth": t,
+                    "truth": truth[f"truth_{side}"].to_numpy(dtype=object),
+                    "source": truth[f"source_{side}"].to_numpy(dtype=object),
                     "flagged": flags_error(ratings[f"correct_{side}"], ratings[f"error_spans_{side}"]).astype(float),
                 }
             )
@@ -150,11 +259,12 @@ def error_flag_rates(
     wrong = long[~long["truth"].astype(bool)].reset_index(drop=True)
     right = long[long["truth"].astype(bool)].reset_index(drop=True)
     result = {
-        "wrong_responses": _group_rates(wrong, wrong["flagged"].to_numpy(), n_boot, rng, alpha),
-        "correct_responses": _group_rates(right, right["flagged"].to_numpy(), n_boot, rng, alpha),
+        "wrong_responses": _group_rates(wrong, wrong["flagged"].to_numpy(), n_boot, rng, alpha, min_prompts),
+        "correct_responses": _group_rates(right, right["flagged"].to_numpy(), n_boot, rng, alpha, min_prompts),
+        "by_source": _by_source(wrong, wrong["flagged"].to_numpy(), n_boot, rng, alpha, min_prompts),
         "by_model": {},
     }
     for model, part in wrong.groupby("model", sort=True):
         part = part.reset_index(drop=True)
-        result["by_model"][str(model)] = _group_rates(part, part["flagged"].to_numpy(), n_boot, rng, alpha)
+        result["by_model"][str(model)] = _group_rates(part, part["flagged"].to_numpy(), n_boot, rng, alpha, min_prompts)
     return result

@@ -8,15 +8,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .intervals import ALPHA, clustered_ratio, wilson_interval
+from .intervals import ALPHA, MIN_PROMPTS, clustered_ratio, wilson_interval
+from .schema import require_ratings
 
 
-def left_win_share(ratings: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, alpha: float = ALPHA) -> dict:
+def left_win_share(
+    ratings: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, alpha: float = ALPHA, min_prompts: int = MIN_PROMPTS
+) -> dict:
     """Share of decisive (non-tie, non-both-bad) ratings won by the left side.
 
     0.5 means no position bias. Two intervals: Wilson (ratings independent) and a prompt-clustered
-    bootstrap.
+    bootstrap (Wilson, marked, with fewer than ``min_prompts`` prompts).
     """
+    require_ratings(ratings, ("winner", "left_side", "prompt_id"), "left_win_share")
     winner = ratings["winner"].to_numpy()
     decisive = np.isin(winner, ("A", "B"))
     left_won = (winner == ratings["left_side"].to_numpy()) & decisive
@@ -29,6 +33,7 @@ def left_win_share(ratings: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, 
         n_boot=n_boot,
         rng=np.random.default_rng(seed),
         alpha=alpha,
+        min_prompts=min_prompts,
     )
     return {
         "n_decisive": n,
@@ -36,6 +41,9 @@ def left_win_share(ratings: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0, 
         "share": boot["estimate"],
         "lo": boot["lo"],
         "hi": boot["hi"],
+        "n_prompts": boot["n_prompts"],
+        "interval_method": boot["method"],
+        "warning": boot["warning"],
         "wilson_lo": wlo,
         "wilson_hi": whi,
     }

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import agreement, bradley_terry, crowd_expert, factuality, judge, position, style, winrates
+from . import agreement, bradley_terry, crowd_expert, factuality, finding, judge, position, style, winrates
+from .intervals import METHOD_BOOTSTRAP, METHOD_SANDWICH, METHOD_WILSON, MIN_PROMPTS
 from .schema import make_ratings, make_responses, select_ratings, teacher_model
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 
 
 def to_jsonable(value: Any) -> Any:
@@ -70,12 +71,38 @@ def _headline(fooled: dict, wins: dict, accuracy: dict, teacher: str | None) -> 
     summary = None
     if crowd is not None and math.isfinite(crowd):
         summary = (
-            f"Where exactly one answer is factually correct, crowd raters preferred or tied the wrong "
-            f"answer in {crowd:.0%} of ratings"
+            "Where exactly one answer is factually correct, crowd raters preferred or tied the wrong answer in "
+            f"{_rate(overall['crowd'])}"
         )
-        expert = overall["expert"]["estimate"]
-        summary += f" (experts: {expert:.0%})." if expert is not None and math.isfinite(expert) else "."
+        expert = overall["expert"]
+        if expert["estimate"] is not None and math.isfinite(expert["estimate"]):
+            summary += f"; experts, scored against a truth independent of them, in {_rate(expert)}."
+        else:
+            summary += "."
     return {"summary": summary, "overall": overall, "per_model": per_model, "per_category": per_category}
+
+
+def _rate(rate: dict) -> str:
+    """E.g. "25% [8, 52] of 12 ratings on 12 prompts" (with "Wilson" when the interval is Wilson's)."""
+    text = f"{rate['estimate']:.0%}"
+    lo, hi = rate.get("lo"), rate.get("hi")
+    if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+        text += f" [{100 * lo:.0f}, {100 * hi:.0f}]"
+        if rate.get("method") == METHOD_WILSON:
+            text += " (Wilson: too few prompts to resample)"
+    n = int(rate.get("n") or 0)
+    prompts = int(rate.get("n_prompts") or 0)
+    return text + f" of {n} rating{'' if n == 1 else 's'} on {prompts} prompt{'' if prompts == 1 else 's'}"
+
+
+def _fit_or_note(fit, ratings: pd.DataFrame, **kwargs) -> dict:
+    """Run a strength fit, or say why there is none (no votes between two models yet)."""
+    try:
+        return fit(ratings, **kwargs)
+    except ValueError as exc:
+        if len(ratings):
+            raise
+        return {"rows": [], "coefficients": [], "n_votes": 0, "warnings": [], "note": str(exc)}
 
 
 def build_report(
@@ -87,12 +114,15 @@ def build_report(
     n_boot: int = 1000,
     seed: int = 0,
     judgments: pd.DataFrame | None = None,
+    min_prompts: int = MIN_PROMPTS,
 ) -> dict:
     """Every analysis of one study, as a JSON-serialisable dict.
 
     By default attention checks and flagged raters' ratings are excluded (counts under
     ``excluded``); preference statistics use crowd ratings, with experts reported beside them.
     ``judgments`` (optional) holds LLM-judge verdicts per comparison (see :mod:`judge`).
+    No clustered interval comes from fewer than ``min_prompts`` prompts (see :mod:`intervals`);
+    ``finding`` is the study's result in one sentence (:mod:`finding`).
     """
     all_ratings = make_ratings(ratings_df)
     responses = make_responses(responses_df if responses_df is not None else [])
@@ -112,6 +142,18 @@ def build_report(
             "include_attention": include_attention,
             "n_boot": n_boot,
             "seed": seed,
+            "min_prompts": min_prompts,
+        },
+        "intervals": {
+            "level": 0.95,
+            "proportions": f"{METHOD_BOOTSTRAP}, {n_boot} rounds; {METHOD_WILSON} below {min_prompts} prompts "
+            "or when every resample gives the same value (marked)",
+            "strengths": f"{METHOD_BOOTSTRAP}, {n_boot} rounds (percentile), beside a {METHOD_SANDWICH} "
+            "(Wald); none below {min_prompts} prompts".replace("{min_prompts}", str(min_prompts)),
+            "style": f"{METHOD_BOOTSTRAP}, {n_boot} rounds (each vote weighted by how often its prompt was drawn), "
+            f"beside a {METHOD_SANDWICH}",
+            "accuracy": "Wilson (one answer per prompt and model: independent)",
+            "min_prompts": min_prompts,
         },
         "counts": {
             "ratings_total": int(len(all_ratings)),
@@ -128,21 +170,22 @@ def build_report(
         "teacher": teacher,
         "models": models,
     }
-    report["win_rates"] = winrates.win_rates_vs_teacher(crowd, teacher=teacher, n_boot=n_boot, seed=seed)
-    report["win_rates_expert"] = winrates.win_rates_vs_teacher(experts, teacher=teacher, n_boot=n_boot, seed=seed)
+    common = {"n_boot": n_boot, "seed": seed, "min_prompts": min_prompts}
+    report["win_rates"] = winrates.win_rates_vs_teacher(crowd, teacher=teacher, **common)
+    report["win_rates_expert"] = winrates.win_rates_vs_teacher(experts, teacher=teacher, **common)
     # Strengths over the models the crowd actually compared: a model without crowd votes would
     # otherwise get a made-up rating of 1000 with a zero-width interval.
-    report["bradley_terry"] = bradley_terry.bradley_terry(crowd, n_boot=n_boot, seed=seed)
-    report["bradley_terry_position"] = bradley_terry.bradley_terry(crowd, position=True, n_boot=n_boot, seed=seed)
-    report["style"] = style.style_controlled(crowd, n_boot=n_boot, seed=seed)
-    report["position"] = position.left_win_share(crowd, n_boot=n_boot, seed=seed)
+    report["bradley_terry"] = _fit_or_note(bradley_terry.bradley_terry, crowd, **common)
+    report["bradley_terry_position"] = _fit_or_note(bradley_terry.bradley_terry, crowd, position=True, **common)
+    report["style"] = _fit_or_note(style.style_controlled, crowd, **common)
+    report["position"] = position.left_win_share(crowd, **common)
     # Long-form answers are judged by "answer contained" (the headline); exact match is for
     # short-answer prompts and reported beside it.
     report["factuality"] = factuality.accuracy_by_model(responses, method="contained")
     report["factuality_exact"] = factuality.accuracy_by_model(responses, method="exact")
     report["crowd_vs_expert"] = {
-        "fooled": crowd_expert.fooled_rates(analysed, responses, n_boot=n_boot, seed=seed),
-        "error_flags": crowd_expert.error_flag_rates(analysed, responses, n_boot=n_boot, seed=seed),
+        "fooled": crowd_expert.fooled_rates(analysed, responses, **common),
+        "error_flags": crowd_expert.error_flag_rates(analysed, responses, **common),
     }
     report["agreement"] = agreement.agreement_summary(analysed)
     report["rater_quality"] = agreement.rater_quality(analysed, all_ratings)
@@ -155,5 +198,8 @@ def build_report(
         }
     report["headline"] = _headline(
         report["crowd_vs_expert"]["fooled"], report["win_rates"], report["factuality"], teacher
+    )
+    report["finding"] = finding.one_sentence_finding(
+        crowd, report["win_rates"], report["factuality"], min_prompts=min_prompts
     )
     return to_jsonable(report)

@@ -91,6 +91,85 @@ def _check_values(series: pd.Series, allowed: tuple[str, ...], column: str, null
         raise SchemaError(f"column {column!r} has value(s) {examples}; allowed: {list(allowed)}")
 
 
+def _null_mask(series: pd.Series) -> np.ndarray:
+    """Missing values of an id column: None, NaN, pd.NA, or the empty string (vectorised)."""
+    mask = series.isna().to_numpy().copy()
+    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+        mask |= (series == "").to_numpy(dtype=bool)
+    return mask
+
+
+def check_not_null(df: pd.DataFrame, columns: Iterable[str], table: str = "ratings") -> None:
+    """Raise :class:`SchemaError` naming the first column in ``columns`` with a missing value.
+
+    Ids become strings later, and ``str(None)`` is the perfectly valid-looking id ``"None"``: a
+    null id must be refused before that, not discovered as a crash inside a fit.
+    """
+    for column in columns:
+        if column not in df.columns:
+            raise SchemaError(f"{table} table lacks required column {column!r}; present: {list(df.columns)}")
+        mask = _null_mask(df[column])
+        if mask.any():
+            rows = [str(i) for i in df.index[mask][:5]]
+            raise SchemaError(
+                f"column {column!r} of the {table} table has {int(mask.sum())} missing value(s) "
+                f"(None, NaN or empty), e.g. in row(s) {', '.join(rows)}; every rating needs one"
+            )
+
+
+def require_ratings(
+    ratings: pd.DataFrame, columns: Iterable[str], where: str, nullable: Iterable[str] = ()
+) -> None:
+    """Check, before any fit, that ``ratings`` has ``columns`` without missing values (and the
+    ``nullable`` columns, which may have them).
+
+    For tables that did not come through :func:`make_ratings` (the analysis functions are public):
+    ``where`` names the caller in the message.
+    """
+    columns = list(columns)
+    nullable = list(nullable)
+    if not isinstance(ratings, pd.DataFrame):
+        kind = type(ratings).__name__
+        raise SchemaError(f"{where}: ratings must be a pandas DataFrame (see make_ratings), not {kind}")
+    missing = [c for c in columns + nullable if c not in ratings.columns]
+    if missing:
+        raise SchemaError(f"{where}: ratings table lacks column(s) {missing}; build it with make_ratings")
+    check_not_null(ratings, columns, "ratings")
+
+
+def model_codes(ratings: pd.DataFrame, models: list[str] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(models, code of model_a, code of model_b) per rating; -1 where a model is not in ``models``.
+
+    Built with one hash pass (``pd.factorize``) or categorical codes instead of Python sets and
+    ``Series.map`` over the rows: about ten times faster on a million string rows. Without
+    ``models``, they are the sorted names that occur in a comparison of two different models
+    (attention checks pairing a model with itself do not count). With ``models``, a name absent
+    from the table raises :class:`SchemaError`: its rating would be invented, not estimated.
+    """
+    n = len(ratings)
+    codes, uniques = pd.factorize(pd.concat([ratings["model_a"], ratings["model_b"]], ignore_index=True), sort=True)
+    names = [str(u) for u in uniques]
+    a_codes, b_codes = codes[:n].astype(np.int64), codes[n:].astype(np.int64)
+    if models is None:
+        used = np.zeros(len(names), dtype=bool)
+        distinct = a_codes != b_codes
+        used[a_codes[distinct]] = True
+        used[b_codes[distinct]] = True
+        models = [name for name, u in zip(names, used, strict=True) if u]
+    else:
+        models = [str(m) for m in models]
+        if len(set(models)) != len(models):
+            raise SchemaError(f"models lists a name twice: {models}")
+        unknown = sorted(set(models) - set(names))
+        if unknown:
+            raise SchemaError(f"model(s) {unknown} do not occur in columns 'model_a' / 'model_b' of the ratings")
+    position = {m: i for i, m in enumerate(models)}
+    # Unique names -> index in ``models`` (-1: not analysed), then one take per column.
+    lookup = np.array([position.get(name, -1) for name in names] + [-1], dtype=np.int64)
+    a_codes, b_codes = lookup[a_codes], lookup[b_codes]  # code -1 (a missing value) takes the last entry
+    return models, a_codes, b_codes
+
+
 def _fill_defaults(df: pd.DataFrame, defaults: Mapping[str, Any]) -> None:
     for column, default in defaults.items():
         if column not in df.columns:
@@ -104,12 +183,15 @@ def make_ratings(data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFra
 
     Fills optional columns with their defaults, coerces dtypes (booleans, nullable integer
     strength, integer error-span counts, string ids) and checks the categorical columns. Raises
-    :class:`SchemaError` with a message that names the offending column and values.
+    :class:`SchemaError` (a ``ValueError``) with a message that names the offending column and
+    values; a missing id (None, NaN, empty) in a required column is refused before ids become
+    strings.
     """
     df = _as_frame(data)
     if df.empty:
         df = pd.DataFrame({c: pd.Series(dtype=object) for c in RATING_COLUMNS})
     _check_required(df, RATING_REQUIRED, "ratings")
+    check_not_null(df, RATING_REQUIRED, "ratings")
     _fill_defaults(df, RATING_DEFAULTS)
     _check_values(df["winner"], WINNERS, "winner", nullable=False)
     _check_values(df["left_side"], SIDES, "left_side", nullable=False)
@@ -149,6 +231,7 @@ def make_responses(data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataF
     if df.empty:
         df = pd.DataFrame({c: pd.Series(dtype=object) for c in RESPONSE_COLUMNS})
     _check_required(df, RESPONSE_REQUIRED, "responses")
+    check_not_null(df, ("response_id", "prompt_id", "model"), "responses")
     _fill_defaults(df, RESPONSE_DEFAULTS)
 
     def as_list(value: Any) -> list[str]:

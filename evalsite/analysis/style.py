@@ -6,9 +6,16 @@ whether it hedges or asserts. Per vote we take each feature's normalised differe
 [model indicator difference, style differences, left-side indicator]. The model coefficients are
 strengths with style held fixed; the style coefficients say how much each feature sways raters.
 
-The fit is at vote level (the features are continuous), so bootstrap rounds use Poisson weights;
-all rounds in a chunk are refitted together with matrix products (see
-:func:`bootstrap_weighted_logit`).
+The fit is at vote level (the features are continuous). Its intervals resample **prompts**, like
+every other interval of the report: a round draws prompts with replacement and weights each vote by
+how often its prompt was drawn; all rounds in a chunk are refitted together with matrix products
+(see :func:`bootstrap_weighted_logit`). Beside them, cluster-robust (sandwich) standard errors
+clustered by prompt. (Poisson weights per vote, ``bootstrap="votes"``, ignore that ratings of one
+prompt are correlated: with prompt effects their standard errors were 0.61-0.67 of the true spread.)
+
+With few votes per parameter, or style features that nearly determine which model answered
+(variance inflation > 10), the style-controlled strengths are not identified: the result says so
+(``identified``, ``warnings``) instead of reporting a rating of -526.
 """
 
 from __future__ import annotations
@@ -19,10 +26,29 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from .bradley_terry import DEFAULT_L2, ELO_SCALE, to_elo
-from .intervals import ALPHA, percentile_interval, poisson_weights
+from .bradley_terry import DEFAULT_L2, ELO_SCALE, solve_batched, to_elo
+from .intervals import (
+    ALPHA,
+    CHUNK_ENTRIES,
+    METHOD_BOOTSTRAP,
+    METHOD_POISSON,
+    METHOD_SANDWICH,
+    MIN_PROMPTS,
+    cluster_weights,
+    percentile_interval,
+    poisson_weights,
+    sandwich_covariance,
+    too_few_prompts,
+    wald_interval,
+)
+from .schema import SchemaError, model_codes, require_ratings
+from .separation import STATUS_TEXT, separation
 
 FEATURES = ("length", "list_items", "headers", "bold", "hedging", "assertive")
+# Identification rules of thumb: at least this many votes per fitted parameter, and a variance
+# inflation factor (a model coefficient's variance with the style terms / without them) below this.
+MIN_VOTES_PER_PARAMETER = 10
+MAX_VIF = 10.0
 
 TOKEN_RE = r"\w+|[^\w\s]"
 LIST_ITEM_RE = r"(?m)^[ \t]*(?:[-*+\u2022]|\d{1,3}[.)])[ \t]+\S"
@@ -128,12 +154,15 @@ def fit_weighted_logit(
     max_iter: int = 50,
     tol: float = 1e-8,
     vote_chunk: int = 20_000,
-) -> np.ndarray:
+    return_info: bool = False,
+):
     """Batched Newton for a weighted logistic regression with fractional outcomes (ties = 0.5).
 
     ``X`` (n, d) and ``y`` (n,) are shared; ``weights`` (B, n) hold one weight vector per round.
-    Returns (B, d). Every Hessian is a product (weights * p(1-p)) @ [x x^T per vote], so all
-    rounds cost one matrix multiplication per vote chunk and iteration.
+    Returns (B, d) (and ``{"converged": (B,) bool, "iterations": int}`` with ``return_info``);
+    singular systems (``l2=0`` on separated data) take pseudo-inverse steps. Every Hessian is a
+    product (weights * p(1-p)) @ [x x^T per vote], so all rounds cost one matrix multiplication
+    per vote chunk and iteration.
     """
     weights = np.atleast_2d(weights)
     n_rounds, d = weights.shape[0], X.shape[1]
@@ -145,7 +174,10 @@ def fit_weighted_logit(
     # Few rounds (the full-data fit): X^T diag(w) X per round is one BLAS product and needs no
     # (n x d^2) outer-product matrix. Many rounds: one product for all rounds' Hessians.
     per_round = n_rounds <= 4
+    converged = np.zeros(n_rounds, dtype=bool)
+    iterations = 0
     for _ in range(max_iter):
+        iterations += 1
         grad = -l2 * coef
         hess = np.broadcast_to(fixed, (n_rounds, d, d)).copy()
         for lo in range(0, len(X), vote_chunk):
@@ -160,12 +192,15 @@ def fit_weighted_logit(
             else:
                 outer = (Xc[:, :, None] * Xc[:, None, :]).reshape(len(Xc), d * d)
                 hess += (curvature @ outer).reshape(n_rounds, d, d)
-        step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
+        step = solve_batched(hess, grad)
         biggest = np.abs(step).max(axis=1, keepdims=True)
         step *= np.minimum(1.0, 2.0 / np.maximum(biggest, 1e-300))
         coef += step
-        if biggest.max() < tol:
+        converged = biggest[:, 0] < tol
+        if converged.all():
             break
+    if return_info:
+        return coef, {"converged": converged, "iterations": iterations}
     return coef
 
 
@@ -217,7 +252,7 @@ def bootstrap_weighted_logit(
         u = null_direction / np.linalg.norm(null_direction)
         hess += np.outer(u, u)
     # Rounds have about n total weight, like the full data, so one inverse serves all of them.
-    inverse = np.linalg.inv(hess)
+    inverse = np.linalg.pinv(hess)
     coef = np.tile(point, (n_rounds, 1))
     X32, y32, w32 = X.astype(np.float32), y.astype(np.float32), weights.astype(np.float32, copy=False)
     active = np.arange(n_rounds)
@@ -252,13 +287,11 @@ def style_design(
     Features that never differ between the two sides are dropped (they carry no information
     and would make the fit singular).
     """
-    index = {m: i for i, m in enumerate(models)}
-    a = ratings["model_a"].map(index)
-    b = ratings["model_b"].map(index)
-    keep = (a.notna() & b.notna() & (a != b)).to_numpy()
+    _, a, b = model_codes(ratings, models)
+    keep = (a >= 0) & (b >= 0) & (a != b)
     rows = ratings.loc[keep]
-    a = a.to_numpy()[keep].astype(np.int64)
-    b = b.to_numpy()[keep].astype(np.int64)
+    a, b = a[keep], b[keep]
+    features = list(features)
     n, m = len(rows), len(models)
     diffs = pair_features(rows, features).to_numpy()
     scale = feature_scale(diffs) if n else np.zeros(diffs.shape[1])
@@ -275,6 +308,46 @@ def style_design(
     return X, y, names, scale[used], keep
 
 
+def _information(X: np.ndarray, coef: np.ndarray, l2: float, null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Fisher information at ``coef`` plus the prior, its inverse with the null direction fixed)."""
+    p = expit(X @ coef)
+    info = (X * (p * (1.0 - p))[:, None]).T @ X + l2 * np.eye(X.shape[1])
+    u = null / np.linalg.norm(null)
+    return info, np.linalg.pinv(info + np.outer(u, u))
+
+
+def variance_inflation(info: np.ndarray, n_models: int) -> np.ndarray:
+    """Per model coefficient: its variance with the style terms / its variance from the model
+    terms alone, at the same vote weights (the variance inflation factor of a GLM).
+
+    Large values mean the style features nearly determine which model answered: the data cannot
+    tell a model's strength from its style.
+    """
+    m = n_models
+    u = np.r_[np.ones(m), np.zeros(info.shape[0] - m)] / np.sqrt(m)
+    full = np.diag(np.linalg.pinv(info + np.outer(u, u)))[:m]
+    um = np.ones(m) / np.sqrt(m)
+    alone = np.diag(np.linalg.pinv(info[:m, :m] + np.outer(um, um)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(alone > 0, full / alone, np.inf)
+
+
+def cluster_robust_cov(
+    X: np.ndarray, y: np.ndarray, coef: np.ndarray, clusters: np.ndarray, bread: np.ndarray
+) -> np.ndarray:
+    """Cluster-robust covariance of the vote-level fit: per-prompt sums of x (y - p)."""
+    residual = y - expit(X @ coef)
+    codes, labels = pd.factorize(np.asarray(clusters))
+    scores = np.zeros((len(labels), X.shape[1]))
+    np.add.at(scores, codes, X * residual[:, None])
+    return sandwich_covariance(bread, scores)
+
+
+def _prompt_weights(codes: np.ndarray, n_clusters: int, rounds: int, rng: np.random.Generator) -> np.ndarray:
+    """(rounds, votes) float32 weights: how often each vote's prompt was drawn in each round."""
+    return cluster_weights(n_clusters, rounds, rng, dtype=np.float32)[:, codes]
+
+
 def style_controlled(
     ratings: pd.DataFrame,
     *,
@@ -282,59 +355,165 @@ def style_controlled(
     features: Iterable[str] = FEATURES,
     position: bool = True,
     n_boot: int = 1000,
+    bootstrap: str = "prompt",
     seed: int = 0,
     alpha: float = ALPHA,
     l2: float = DEFAULT_L2,
     round_chunk: int | None = None,
+    min_prompts: int = MIN_PROMPTS,
+    sandwich: bool = True,
 ) -> dict:
-    """Style-controlled strengths and style coefficients, with Poisson-bootstrap intervals.
+    """Style-controlled strengths and style coefficients, with prompt-clustered intervals.
 
     ``coef`` of a feature is the change in log-odds of winning per one RMS unit of its normalised
     difference; ``coef_raw`` per unit of the raw (a-b)/(a+b+1) difference. With ``position``
     a left-side term (+1 when A was shown left) is fitted too.
+
+    ``bootstrap``: ``"prompt"`` (resample prompts; the default), ``"votes"`` (Poisson weight per
+    vote, ignores prompt clustering; kept for comparison) or ``"none"``. ``sandwich`` adds
+    cluster-robust standard errors by prompt (``elo_se_sandwich``, ``se_sandwich``, Wald
+    intervals). No interval from fewer than ``min_prompts`` prompts. Models that never lost or
+    never won (:mod:`separation`) are left out of the fit and flagged; ``identified`` is False,
+    with the reason in ``warnings``, when there are fewer than 10 votes per parameter or a
+    model's variance inflation exceeds 10.
     """
+    if bootstrap not in ("prompt", "votes", "none"):
+        raise ValueError(f"bootstrap must be 'prompt', 'votes' or 'none', not {bootstrap!r}")
     features = list(features)
-    if models is None:
-        models = sorted(set(ratings["model_a"]) | set(ratings["model_b"]))
-    m = len(models)
-    X, y, names, scale, _ = style_design(ratings, models, features, position)
+    columns = ("model_a", "model_b", "winner", "prompt_id", "text_a", "text_b") + (("left_side",) if position else ())
+    require_ratings(ratings, columns, "style_controlled")
+    models, a_codes, b_codes = model_codes(ratings, models)
+    ok = (a_codes >= 0) & (b_codes >= 0) & (a_codes != b_codes)
+    if len(models) < 2 or not ok.any():
+        raise SchemaError(
+            "style_controlled: no vote between two different models in columns 'model_a' / 'model_b' "
+            f"({len(ratings)} rating row(s)); nothing to fit"
+        )
+    winner = ratings["winner"].to_numpy()[ok]
+    sep = separation(
+        a_codes[ok], b_codes[ok], np.where(winner == "A", 1.0, np.where(winner == "B", 0.0, 0.5)), len(models)
+    )
+    core = [models[i] for i in sep["core"]]
+    method = {"prompt": METHOD_BOOTSTRAP, "votes": METHOD_POISSON, "none": None}[bootstrap] if n_boot > 0 else None
     result: dict = {
         "models": list(models),
-        "n_votes": int(len(y)),
+        "n_votes": 0,
         "n_boot": n_boot,
-        "features": names,
-        "dropped_features": [f for f in features if f not in names],
+        "bootstrap": bootstrap if n_boot > 0 else "none",
+        "interval_method": method,
+        "sandwich_method": METHOD_SANDWICH if sandwich else None,
+        "features": [],
+        "dropped_features": [],
+        "separated": bool(sep["separated"]),
+        "converged": True,
+        "identified": True,
+        "warnings": [],
     }
-    if len(y) == 0 or m < 2:
-        result.update({"rows": [], "coefficients": []})
+    warnings_: list[str] = result["warnings"]
+    if sep["separated"]:
+        flagged = [f"{models[i]} ({STATUS_TEXT[st]})" for i, st in enumerate(sep["status"]) if st != "ok"]
+        warnings_.append("separation: not identified for " + ", ".join(flagged))
+    m = len(core)
+    status = dict(zip(models, sep["status"], strict=True))
+    if m < 2:
+        result.update({"identified": False, "rows": _unrated_rows(models, status), "coefficients": []})
+        warnings_.append("no two models can be compared")
         return result
+    X, y, names, scale, keep = style_design(ratings, core, features, position)
+    prompts = ratings["prompt_id"].to_numpy()[keep]
+    n = len(y)
+    n_prompts = int(pd.unique(prompts).size)
+    n_params = (m - 1) + len(names) + int(position)
+    result.update(
+        {
+            "n_votes": int(n),
+            "n_prompts": n_prompts,
+            "n_parameters": n_params,
+            "features": names,
+            "dropped_features": [f for f in features if f not in names],
+        }
+    )
     null = np.r_[np.ones(m), np.zeros(X.shape[1] - m)]
-    point = fit_weighted_logit(X, y, np.ones((1, len(y))), null_direction=null, l2=l2)[0]
+    point_all, info = fit_weighted_logit(X, y, np.ones((1, n)), null_direction=null, l2=l2, return_info=True)
+    point = point_all[0]
+    if not info["converged"][0] or not np.isfinite(point).all():
+        result["converged"] = False
+        result["identified"] = False
+        warnings_.append(f"the fit did not converge in {info['iterations']} Newton steps")
+    information, bread = _information(X, point, l2, null)
+    vif = variance_inflation(information, m)
+    if n < MIN_VOTES_PER_PARAMETER * n_params:
+        result["identified"] = False
+        warnings_.append(
+            f"not identified: {n} votes for {n_params} parameters "
+            f"(at least {MIN_VOTES_PER_PARAMETER * n_params} needed, {MIN_VOTES_PER_PARAMETER} per parameter)"
+        )
+    inflated = [(model, v) for model, v in zip(core, vif, strict=True) if not v <= MAX_VIF]
+    if inflated:
+        result["identified"] = False
+        warnings_.append(
+            "not identified: style features nearly determine which model answered (variance inflation "
+            + ", ".join(f"{model} {v:.0f}" for model, v in inflated)
+            + f"; above {MAX_VIF:.0f})"
+        )
+    enough = n_prompts >= min_prompts
+    if not enough and (n_boot > 0 or sandwich):
+        warnings_.append(too_few_prompts(n_prompts, min_prompts) + ": no intervals")
+    result["too_few_prompts"] = not enough
+
     boot = None
-    if n_boot > 0:
+    if enough and n_boot > 0 and bootstrap != "none":
         rng = np.random.default_rng(seed)
         # Keep each chunk's weights and products to a few hundred MB.
-        chunk = round_chunk or max(1, min(n_boot, 10_000_000 // max(len(y), 1)))
+        chunk = round_chunk or max(1, min(n_boot, CHUNK_ENTRIES // max(n, 1)))
+        codes, labels = pd.factorize(prompts)
         parts = []
         for lo in range(0, n_boot, chunk):
             rounds = min(chunk, n_boot - lo)
-            w = poisson_weights(len(y), rounds, rng)
+            if bootstrap == "prompt":
+                w = _prompt_weights(codes, len(labels), rounds, rng)
+            else:
+                w = poisson_weights(n, rounds, rng)
             parts.append(bootstrap_weighted_logit(X, y, w, point, null_direction=null, l2=l2))
         boot = np.vstack(parts)
+    se = None
+    if enough and sandwich and result["converged"]:
+        se = np.sqrt(np.clip(np.diag(cluster_robust_cov(X, y, point, prompts, bread)), 0.0, None))
     point[:m] -= point[:m].mean()
     if boot is not None:
         boot[:, :m] -= boot[:, :m].mean(axis=1, keepdims=True)
 
     rows = []
-    for i, model in enumerate(models):
-        row = {"model": model, "beta": float(point[i]), "elo": float(to_elo(point[i]))}
+    for i, model in enumerate(core):
+        row = {
+            "model": model,
+            "status": "ok",
+            "identified": result["identified"],
+            "vif": float(vif[i]) if np.isfinite(vif[i]) else None,
+            "beta": float(point[i]),
+            "elo": float(to_elo(point[i])),
+        }
+        if not result["identified"]:
+            row["note"] = next(w for w in warnings_ if w.startswith(("not identified", "the fit did not")))
+        elif not enough:
+            row["warning"] = too_few_prompts(n_prompts, min_prompts)
         if boot is not None:
             lo, hi = percentile_interval(to_elo(boot[:, i]), alpha)
             row.update({"elo_lo": float(lo), "elo_hi": float(hi), "elo_se": float(ELO_SCALE * boot[:, i].std())})
+        if se is not None:
+            lo, hi = wald_interval(point[i], se[i], alpha)
+            row.update(
+                {
+                    "elo_se_sandwich": float(ELO_SCALE * se[i]),
+                    "elo_sandwich_lo": float(to_elo(lo)),
+                    "elo_sandwich_hi": float(to_elo(hi)),
+                }
+            )
         rows.append(row)
     rows.sort(key=lambda r: -r["elo"])
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
+    rows += _unrated_rows([x for x in models if x not in core], status)
 
     coefficients = []
     names_all = names + (["left_side"] if position else [])
@@ -358,6 +537,27 @@ def style_controlled(
                     "raw_hi": float(hi / sc),
                 }
             )
+        if se is not None:
+            lo, hi = wald_interval(point[j], se[j], alpha)
+            entry.update({"se_sandwich": float(se[j]), "sandwich_lo": float(lo), "sandwich_hi": float(hi)})
         coefficients.append(entry)
-    result.update({"rows": rows, "coefficients": coefficients, "beta": point[:m].tolist()})
+    beta_full = dict(zip(core, point[:m].tolist(), strict=True))
+    result.update(
+        {"rows": rows, "coefficients": coefficients, "beta": [beta_full.get(x, float("nan")) for x in models]}
+    )
     return result
+
+
+def _unrated_rows(models: list[str], status: dict[str, str]) -> list[dict]:
+    return [
+        {
+            "model": model,
+            "status": status[model],
+            "identified": False,
+            "beta": None,
+            "elo": None,
+            "rank": None,
+            "note": STATUS_TEXT.get(status[model], status[model]),
+        }
+        for model in models
+    ]

@@ -4,6 +4,10 @@ The paper's headline is P(model >= teacher) = (wins + ties) / n: how often rater
 "equal or better". A both-bad verdict is an equal verdict too, so it counts in the numerator; it is
 also reported on its own. ``win_rate`` is the Chatbot Arena convention (ties and both-bad count as
 half a win), the quantity Bradley-Terry models.
+
+Intervals resample prompts (:func:`intervals.cluster_bootstrap`, rounds in chunks). A model rated
+on fewer than ``min_prompts`` prompts, or whose resamples all give one value (a 40-0 record), gets a
+Wilson interval instead, marked in ``interval_method`` with the reason in ``warning``.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .intervals import ALPHA, cluster_weights, percentile_interval, wilson_interval
-from .schema import teacher_model
+from .intervals import ALPHA, MIN_PROMPTS, cluster_bootstrap, proportion_interval, wilson_interval
+from .schema import require_ratings, teacher_model
 
 OUTCOMES = ("win", "tie", "both_bad", "loss")
 
@@ -43,7 +47,9 @@ def outcomes_vs(ratings: pd.DataFrame, reference: str) -> pd.DataFrame:
     return out
 
 
-def _summaries(table: pd.DataFrame, n_boot: int, rng: np.random.Generator, alpha: float) -> list[dict]:
+def _summaries(
+    table: pd.DataFrame, n_boot: int, rng: np.random.Generator, alpha: float, min_prompts: int = MIN_PROMPTS
+) -> list[dict]:
     """Per-model summaries for one slice, with one shared prompt resampling for all models."""
     if table.empty:
         return []
@@ -54,9 +60,11 @@ def _summaries(table: pd.DataFrame, n_boot: int, rng: np.random.Generator, alpha
     sums = np.zeros((len(prompts), len(models), len(OUTCOMES)))
     np.add.at(sums, (prompt_codes, model_codes), table[list(OUTCOMES)].to_numpy())
     totals = sums.sum(axis=0)
-    if n_boot > 0:
-        weights = cluster_weights(len(prompts), n_boot, rng)
-        boot = (weights @ sums.reshape(len(prompts), -1)).reshape(n_boot, len(models), len(OUTCOMES))
+    n_prompts = (sums.sum(axis=2) > 0).sum(axis=0)
+    boot = None
+    if n_boot > 0 and n_prompts.max() >= min_prompts:
+        flat = cluster_bootstrap(sums.reshape(len(prompts), -1), n_boot, rng)
+        boot = flat.reshape(n_boot, len(models), len(OUTCOMES))
     rows = []
     for m, model in enumerate(models):
         wins, ties, both_bad, losses = totals[m]
@@ -64,7 +72,7 @@ def _summaries(table: pd.DataFrame, n_boot: int, rng: np.random.Generator, alpha
         row = {
             "model": model,
             "n": int(n),
-            "n_prompts": int((sums[:, m].sum(axis=1) > 0).sum()),
+            "n_prompts": int(n_prompts[m]),
             "wins": int(wins),
             "ties": int(ties),
             "both_bad": int(both_bad),
@@ -78,13 +86,29 @@ def _summaries(table: pd.DataFrame, n_boot: int, rng: np.random.Generator, alpha
         }
         row["p_geq_wilson_lo"], row["p_geq_wilson_hi"] = wilson_interval(wins + ties + both_bad, n, alpha)
         if n_boot > 0:
-            b = boot[:, m]
-            bn = b.sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                geq = (b[:, 0] + b[:, 1] + b[:, 2]) / bn
-                half = (b[:, 0] + 0.5 * (b[:, 1] + b[:, 2])) / bn
-            row["p_geq_lo"], row["p_geq_hi"] = (float(x) for x in percentile_interval(geq, alpha))
-            row["win_rate_lo"], row["win_rate_hi"] = (float(x) for x in percentile_interval(half, alpha))
+            geq = half = None
+            if boot is not None:
+                b = boot[:, m]
+                bn = b.sum(axis=1)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    geq = (b[:, 0] + b[:, 1] + b[:, 2]) / bn
+                    half = (b[:, 0] + 0.5 * (b[:, 1] + b[:, 2])) / bn
+            p_geq = proportion_interval(
+                wins + ties + both_bad, n, int(n_prompts[m]), geq, min_prompts=min_prompts, alpha=alpha
+            )
+            win_rate = proportion_interval(
+                wins + 0.5 * (ties + both_bad), n, int(n_prompts[m]), half, min_prompts=min_prompts, alpha=alpha
+            )
+            row.update(
+                {
+                    "p_geq_lo": p_geq["lo"],
+                    "p_geq_hi": p_geq["hi"],
+                    "win_rate_lo": win_rate["lo"],
+                    "win_rate_hi": win_rate["hi"],
+                    "interval_method": p_geq["method"],
+                    "warning": p_geq["warning"] or win_rate["warning"],
+                }
+            )
         rows.append({k: (float(v) if isinstance(v, np.floating) else v) for k, v in row.items()})
     return rows
 
@@ -96,19 +120,27 @@ def win_rates_vs_teacher(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = ALPHA,
+    min_prompts: int = MIN_PROMPTS,
 ) -> dict:
     """Win/tie/both-bad/loss of each model against the teacher, overall and per category.
 
     Intervals: percentile bootstrap that resamples prompts (all ratings of a drawn prompt come
-    along), plus a Wilson interval for P(>=) that ignores clustering, for comparison.
-    Returns ``{"teacher": alias, "overall": [rows], "by_category": {category: [rows]}}``.
+    along); Wilson where a model has fewer than ``min_prompts`` prompts or the bootstrap is
+    degenerate (marked per row), plus a Wilson interval for P(>=) that ignores clustering, for
+    comparison. Returns ``{"teacher": alias, "overall": [rows], "by_category": {category: [rows]}}``.
     """
+    require_ratings(ratings, ("model_a", "model_b", "winner", "prompt_id", "category"), "win_rates_vs_teacher")
     rng = np.random.default_rng(seed)
     teacher = teacher or teacher_model(ratings)
     if teacher is None:
         return {"teacher": None, "overall": [], "by_category": {}}
     table = outcomes_vs(ratings, teacher)
-    result = {"teacher": teacher, "overall": _summaries(table, n_boot, rng, alpha), "by_category": {}}
+    result = {
+        "teacher": teacher,
+        "min_prompts": min_prompts,
+        "overall": _summaries(table, n_boot, rng, alpha, min_prompts),
+        "by_category": {},
+    }
     for category, part in table.groupby("category", sort=True):
-        result["by_category"][str(category)] = _summaries(part, n_boot, rng, alpha)
+        result["by_category"][str(category)] = _summaries(part, n_boot, rng, alpha, min_prompts)
     return result

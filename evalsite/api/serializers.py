@@ -139,10 +139,15 @@ class LanguageModelSerializer(serializers.ModelSerializer):
 
 class PromptSerializer(serializers.ModelSerializer):
     study = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    # A conversation: its fixed earlier turns, or the previous turn (by its id) each model answered itself.
+    parent = serializers.SlugRelatedField(slug_field="source_id", read_only=True, allow_null=True)
 
     class Meta:
         model = Prompt
-        fields = ["id", "study", "source_id", "text", "category", "reference_answers", "metadata", "position"]
+        fields = [
+            "id", "study", "source_id", "text", "category", "reference_answers", "metadata", "position",
+            "turn", "history", "parent",
+        ]
         read_only_fields = fields
 
 

@@ -4,7 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView, _get_sidecar_url
 from rest_framework.routers import DefaultRouter
 
-from . import export, views
+from . import export, export_training, views
 
 router = DefaultRouter()
 router.register("studies", views.StudyViewSet, basename="study")
@@ -36,6 +36,17 @@ v1 = [
         "studies/<slug:slug>/preference-pairs.jsonl",
         export.PreferencePairsExport.as_view(),
         name="export-preference-pairs",
+    ),
+    path("studies/<slug:slug>/trl-pairs.jsonl", export_training.TRLPairsJSONLExport.as_view(), name="export-trl-jsonl"),
+    path(
+        "studies/<slug:slug>/trl-pairs.parquet",
+        export_training.TRLPairsParquetExport.as_view(),
+        name="export-trl-parquet",
+    ),
+    path(
+        "studies/<slug:slug>/mt-bench-judgments.jsonl",
+        export_training.MTBenchJudgmentsExport.as_view(),
+        name="export-mt-bench-judgments",
     ),
     path("", include(router.urls)),
 ]

@@ -22,11 +22,11 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, Throttled, ValidationError
 from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response as APIResponse
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from evalsite.rating import actions as rating_actions
@@ -45,7 +45,8 @@ from .filters import (
     ResponseFilter,
     StudyFilter,
 )
-from .permissions import IsResearcher, StudyWriteAccess, visible_studies
+from .parsers import FormParser, JSONParser, MultiPartParser
+from .permissions import IsResearcher, StudyWriteAccess, can_change_study, visible_studies
 from .serializers import (
     ActionResultSerializer,
     ComparisonSerializer,
@@ -119,6 +120,32 @@ _ACTION_RESPONSE = {
     409: OpenApiResponse(description="Not allowed in this state."),
 }
 _UPLOAD_REQUEST = {"multipart/form-data": RowsUploadSerializer, "application/json": RowsUploadSerializer}
+# The planner's inputs (evalsite.dashboard.study_plan.INPUTS); each overrides the study's own value.
+_PLAN_FIELDS = {
+    "models": (OpenApiTypes.INT, "Models including the teacher."),
+    "prompts": (OpenApiTypes.INT, "Prompts."),
+    "k": (OpenApiTypes.INT, "Ratings per comparison."),
+    "win_rate": (OpenApiTypes.FLOAT, "P(model wins) against the teacher."),
+    "tie_rate": (OpenApiTypes.FLOAT, "P(tie or both bad)."),
+    "icc": (OpenApiTypes.FLOAT, "Within-prompt correlation of ratings."),
+    "pairing": (OpenApiTypes.STR, "teacher or all."),
+    "cost_per_task": (OpenApiTypes.FLOAT, "Pay per task."),
+    "platform_fee": (OpenApiTypes.FLOAT, "Platform fee as a share of pay."),
+    "seconds_per_task": (OpenApiTypes.FLOAT, "Seconds per task."),
+    "attention_check_rate": (OpenApiTypes.FLOAT, "Share of tasks that are attention checks."),
+    "difference": (OpenApiTypes.FLOAT, "Difference from parity the power refers to."),
+    "target_halfwidth": (OpenApiTypes.FLOAT, "Target 95% half-width of P(>= teacher)."),
+}
+_PLAN_PARAMETERS = [OpenApiParameter(name, kind, description=text) for name, (kind, text) in _PLAN_FIELDS.items()]
+_PLAN_REQUEST = inline_serializer(
+    "PlanInputs",
+    {
+        name: (serializers.CharField if kind == OpenApiTypes.STR else serializers.FloatField)(
+            required=False, help_text=text
+        )
+        for name, (kind, text) in _PLAN_FIELDS.items()
+    },
+)
 
 
 @extend_schema_view(
@@ -175,7 +202,7 @@ class StudyViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         request=inline_serializer("ExpertInvitation", {"label": serializers.CharField(required=False, max_length=100)}),
-        responses=_ACTION_RESPONSE,
+        responses={201: ActionResultSerializer, 409: _ACTION_RESPONSE[409]},
         summary="Invite an expert rater: a personal link, their own slots, correctness required",
     )
     @action(detail=True, methods=["post"], url_path="invite-expert")
@@ -267,27 +294,107 @@ class StudyViewSet(viewsets.ModelViewSet):
         study = self.get_object()
         added = _import(actions.import_prompts, study, request, "prompts.jsonl")
         return APIResponse(
-            {"status": study.status, "detail": f"{added} prompts added.", "result": {"added": added}},
+            {
+                "status": study.status,
+                "detail": f"{added} prompts added (read as {added.format_label}).",
+                "result": {"added": added, "format": added.format},
+            },
             status=status.HTTP_201_CREATED,
         )
 
     @extend_schema(
         request=None,
         summary="The study's analysis report (the cached one; ?compute=true builds one if none is cached)",
-        parameters=[OpenApiParameter("compute", OpenApiTypes.BOOL, description="Compute now if none is cached.")],
+        parameters=[
+            OpenApiParameter(
+                "compute",
+                OpenApiTypes.BOOL,
+                description="Owner only: compute now if none is cached (small studies in the request, "
+                "larger ones on a worker: 202, ask again later).",
+            )
+        ],
         responses={
             200: OpenApiTypes.OBJECT,
+            202: OpenApiResponse(description="Queued on a worker: the study is too large to analyse in a request."),
+            403: OpenApiResponse(description="?compute=true by a collaborator the study is shared with read-only."),
             404: OpenApiResponse(description="No report yet."),
         },
     )
     @action(detail=True, methods=["get"])
     def analysis(self, request, slug=None):
         study = self.get_object()
+        compute = request.query_params.get("compute", "").lower() in {"1", "true", "yes"}
+        if compute and not can_change_study(request.user, study):
+            raise PermissionDenied(
+                "Only the study's owner can compute its report; it is shared with you read-only "
+                "(the cached report is here without ?compute)."
+            )
         try:
-            compute = request.query_params.get("compute", "").lower() in {"1", "true", "yes"}
             return APIResponse(analysis.study_report(study, compute=compute))
+        except analysis.ReportQueued as exc:
+            return APIResponse({"detail": str(exc)}, status=status.HTTP_202_ACCEPTED)
         except analysis.NoReportYet as exc:
             return APIResponse({"detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
+
+    @extend_schema(
+        methods=["GET"],
+        parameters=_PLAN_PARAMETERS,
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiResponse(description="Inputs out of range.")},
+        summary="Plan the study: predicted precision, power, ratings and cost; reached precision; may it stop",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=_PLAN_REQUEST,
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiResponse(description="Inputs out of range.")},
+        summary="Plan the study with the inputs as JSON (the same answer as GET)",
+    )
+    @action(detail=True, methods=["get", "post"], permission_classes=[IsResearcher])
+    def plan(self, request, slug=None):
+        # Read-only for everyone who sees the study (POST only carries the inputs as JSON).
+        from evalsite.dashboard.study_plan import PlanInputError, study_plan
+
+        study = self.get_object()
+        data = request.data if request.method == "POST" else request.query_params
+        try:
+            return APIResponse(study_plan(study, data))
+        except PlanInputError as exc:
+            raise ValidationError(exc.errors) from exc
+
+    @extend_schema(
+        request=None,
+        responses={200: OpenApiTypes.OBJECT},
+        summary="The study on the crowd platforms: ids, states, places, submissions, money, audit log",
+    )
+    @action(detail=True, methods=["get"])
+    def platforms(self, request, slug=None):
+        from evalsite.platforms import api as platforms_api
+
+        return platforms_api.summary(request, self.get_object())
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        parameters=[
+            OpenApiParameter("platform", str, OpenApiParameter.PATH, enum=["prolific", "mturk"]),
+            OpenApiParameter(
+                "op",
+                str,
+                OpenApiParameter.PATH,
+                enum=["publish", "sync", "review", "bonuses", "pay-bonuses", "resolve-bonus", "add-places", "close"],
+            ),
+        ],
+        responses={
+            200: ActionResultSerializer,
+            201: ActionResultSerializer,
+            409: OpenApiResponse(description="Not allowed in this state, or not set up on this server."),
+            502: OpenApiResponse(description="The platform refused or did not answer (see the audit log)."),
+        },
+        summary="A crowd-platform action (owner only; see evalsite.platforms.api for the bodies)",
+    )
+    @action(detail=True, methods=["post"], url_path=r"platforms/(?P<platform>[a-z]+)/(?P<op>[a-z-]+)")
+    def platform_action(self, request, slug=None, platform=None, op=None):
+        from evalsite.platforms import api as platforms_api
+
+        return platforms_api.perform(request, self.get_object(), platform, op)
 
 
 class _InVisibleStudies:
@@ -337,7 +444,11 @@ class LanguageModelViewSet(_InVisibleStudies, viewsets.ModelViewSet):
         model = self.get_object()
         added = _import(actions.import_responses, model, request, "responses.jsonl")
         return APIResponse(
-            {"status": model.study.status, "detail": f"{added} responses added.", "result": {"added": added}},
+            {
+                "status": model.study.status,
+                "detail": f"{added} responses added (read as {added.format_label}).",
+                "result": {"added": added, "format": added.format},
+            },
             status=status.HTTP_201_CREATED,
         )
 
@@ -347,7 +458,7 @@ class PromptViewSet(_InVisibleStudies, viewsets.ReadOnlyModelViewSet):
     filterset_class = PromptFilter
 
     def get_queryset(self) -> QuerySet[Prompt]:
-        return self.scoped(Prompt.objects.select_related("study"))
+        return self.scoped(Prompt.objects.select_related("study", "parent"))
 
 
 class ResponseViewSet(_InVisibleStudies, viewsets.ReadOnlyModelViewSet):
@@ -392,6 +503,10 @@ class ObtainTokenView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     parser_classes = [JSONParser, FormParser, MultiPartParser]
+    # A few tries a minute per address (REST_FRAMEWORK's "token" rate); wrong passwords also count
+    # towards django-axes' lockout of that username from that address.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "token"
 
     @extend_schema(
         request=AuthTokenSerializer,
@@ -399,13 +514,17 @@ class ObtainTokenView(APIView):
             200: inline_serializer("TokenResponse", {"token": serializers.CharField()}),
             400: OpenApiResponse(description="Wrong username or password."),
             403: OpenApiResponse(description="Not a staff user."),
+            429: OpenApiResponse(description="Too many attempts from this address, or this username is locked out."),
         },
         auth=[],
         summary="Get your API token",
     )
     def post(self, request):
         credentials = AuthTokenSerializer(data=request.data, context={"request": request})
-        credentials.is_valid(raise_exception=True)
+        if not credentials.is_valid():
+            if getattr(request, "axes_locked_out", False) or getattr(request._request, "axes_locked_out", False):
+                raise Throttled(detail="Too many failed logins for this username from this address; try again later.")
+            raise ValidationError(credentials.errors)
         user = credentials.validated_data["user"]
         if not user.is_staff:
             raise PermissionDenied("API tokens are for researchers (staff users) only.")

@@ -29,7 +29,8 @@ def load_responses(study: Study) -> pd.DataFrame:
         .exclude(text="")
         .exclude(model__role="attention")
         .values(
-            "id", "prompt_id", "model__alias", "model__role", "prompt__category", "text", "prompt__reference_answers"
+            "id", "prompt_id", "model__alias", "model__role", "prompt__category", "text", "prompt__reference_answers",
+            "prompt__turn",
         )
     )
     return make_responses(
@@ -41,6 +42,7 @@ def load_responses(study: Study) -> pd.DataFrame:
             "category": r["prompt__category"] or UNCATEGORIZED,
             "text": r["text"],
             "reference_answers": r["prompt__reference_answers"] or [],
+            "turn": r["prompt__turn"],  # which turn of a conversation (1 for a single-turn prompt)
         }
         for r in rows.iterator()
         if r["text"].strip()  # whitespace-only answers cannot be judged (nor are they paired)
@@ -70,6 +72,7 @@ def load_ratings(study: Study, texts: dict[int, str] | None = None) -> pd.DataFr
         "comparison_id",
         "comparison__prompt_id",
         "comparison__prompt__category",
+        "comparison__prompt__turn",
         "comparison__is_attention_check",
         "comparison__expected_winner",
         "comparison__response_a_id",
@@ -103,6 +106,7 @@ def load_ratings(study: Study, texts: dict[int, str] | None = None) -> pd.DataFr
             "comparison_id": r["comparison_id"],
             "prompt_id": r["comparison__prompt_id"],
             "category": r["comparison__prompt__category"] or UNCATEGORIZED,
+            "turn": r["comparison__prompt__turn"],
             "rater_id": r["rater_id"],
             "is_expert": r["rater__is_expert"],
             "model_a": r["comparison__response_a__model__alias"],

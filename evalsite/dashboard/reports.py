@@ -38,6 +38,8 @@ class ReportOptions:
     include_attention: bool = False
     n_boot: int = 1000
     seed: int = 0
+    # Fewest prompts behind an interval (evalsite.analysis.intervals.MIN_PROMPTS).
+    min_prompts: int = 10
 
     @property
     def key(self) -> str:
@@ -47,11 +49,14 @@ class ReportOptions:
     @classmethod
     def from_query(cls, query) -> ReportOptions:
         """Options from a request's GET/POST (``flagged=1``, ``attention=1``); bootstrap rounds
-        from the ``REPORT_BOOTSTRAP_ROUNDS`` setting (``EVALSITE_REPORT_BOOTSTRAP_ROUNDS``)."""
+        and the minimum number of prompts behind an interval from the ``REPORT_BOOTSTRAP_ROUNDS``
+        and ``REPORT_MIN_PROMPTS`` settings (``EVALSITE_REPORT_BOOTSTRAP_ROUNDS``,
+        ``EVALSITE_REPORT_MIN_PROMPTS``)."""
         return cls(
             include_flagged=query.get("flagged") == "1",
             include_attention=query.get("attention") == "1",
             n_boot=int(settings.REPORT_BOOTSTRAP_ROUNDS),
+            min_prompts=int(getattr(settings, "REPORT_MIN_PROMPTS", 10)),
         )
 
 
@@ -156,6 +161,7 @@ def compute_report(study: Study, options: ReportOptions) -> StudyReport:
             include_attention=options.include_attention,
             n_boot=options.n_boot,
             seed=options.seed,
+            min_prompts=options.min_prompts,
             judgments=load_judgments(study),
         )
         svgs = all_plots(payload)

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from evalsite.generation.actions import GenerationSetupError, cancel_generation, start_generation
+from evalsite.platforms.panel import platform_panel
 from evalsite.rating.actions import invitation_path, invite_expert
 from evalsite.rating.models import Rater
 from evalsite.studies import actions
@@ -29,6 +30,7 @@ from evalsite.studies.lifecycle import TransitionError
 from evalsite.studies.models import LanguageModel, Response, Study
 from evalsite.studies.pairing import explain_skips
 
+from .study_plan import plan_panel
 from .views import study_progress
 
 S = Study.Status
@@ -130,6 +132,8 @@ def study_home(request: HttpRequest, slug: str) -> HttpResponse:
         "skips": explain_skips(study) if LanguageModel.real.filter(study=study).exists() else [],
         "links": links(request, study),
         "experts": experts,
+        "platforms": platform_panel(study, request.user),
+        "plan": plan_panel(study, request.GET),
         "S": S,
     }
     return render(request, "dashboard/study_home.html", context)

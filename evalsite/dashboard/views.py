@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,13 +16,12 @@ from evalsite.dashboard.models import StudyReport
 from evalsite.dashboard.reports import (
     ReportOptions,
     cached_report,
-    compute_report,
     report_staleness,
     request_report,
     source_fingerprint,
 )
 from evalsite.rating.models import Rater, Rating
-from evalsite.studies.access import visible_studies
+from evalsite.studies.access import can_change_study, visible_studies
 from evalsite.studies.models import Study
 
 PLOT_TITLES = {
@@ -29,6 +29,28 @@ PLOT_TITLES = {
     "win_rates": "Win rates against the teacher",
     "strengths": "Bradley–Terry ratings: raw and style-controlled",
     "style": "How much style sways raters",
+}
+# One sentence per figure on how to read it (here, not in evalsite.analysis.plots: the web process
+# does not import matplotlib).
+PLOT_NOTES = {
+    "accuracy_vs_preference": (
+        "For each model, the blue bar is how often crowd raters rated it as good as or better than the teacher "
+        "and the hatched green bar how often its answers contain the reference answer; whiskers are 95% intervals, "
+        "and a tall blue bar beside a short green one is style winning over substance."
+    ),
+    "win_rates": (
+        "Each bar splits a model's crowd ratings against the teacher into win, tie, both bad and loss (left to "
+        "right); the black dot is P(≥ teacher) with its 95% interval, and the dotted line marks 50%."
+    ),
+    "strengths": (
+        "Points are Bradley–Terry ratings (1000 is the average model; 100 points ≈ 64% expected wins) with 95% "
+        "intervals; an orange (style-controlled) square left of the blue (raw) circle means part of the model's "
+        "raw rating comes from how its answers look. Models without a rating are named above the plot, not drawn."
+    ),
+    "style": (
+        "Each point is how much one style feature moves the log-odds of winning per standard unit of its "
+        "difference between the two answers; an interval that excludes 0 means raters are swayed by it."
+    ),
 }
 
 
@@ -101,7 +123,7 @@ def _context(study: Study, report: StudyReport | None, options: ReportOptions) -
     if report is not None:
         # The SVGs are produced by our own plotting code from aliases (slugs), not user HTML.
         plots = [
-            {"name": name, "title": title, "svg": mark_safe(report.svgs[name])}
+            {"name": name, "title": title, "note": PLOT_NOTES.get(name, ""), "svg": mark_safe(report.svgs[name])}
             for name, title in PLOT_TITLES.items()
             if report.svgs.get(name)
         ]
@@ -134,11 +156,13 @@ def study_report(request, slug: str):
     options = ReportOptions.from_query(request.GET)
     report = cached_report(study, options)
     progress = study_progress(study)
-    if report is None:
+    # Computing is the owner's: a collaborator the study is shared with sees the cached report only.
+    if report is None and can_change_study(request.user, study):
         report = request_report(study, options, progress["ratings"])
     context = _context(study, report, options)
     context["progress"] = progress
     context["stale"] = report_staleness(report, source_fingerprint(study))
+    context["can_compute"] = can_change_study(request.user, study)
     return render(request, "dashboard/report.html", context)
 
 
@@ -147,6 +171,8 @@ def study_report(request, slug: str):
 def recompute(request, slug: str):
     """Recompute the report (in the request for small studies, else on the Celery task)."""
     study = _study_for(request, slug)
+    if not can_change_study(request.user, study):
+        raise PermissionDenied("Only the study's owner can recompute its report; it is shared with you read-only.")
     options = ReportOptions.from_query(request.POST)
     request_report(study, options, study_progress(study)["ratings"])
     query = "&".join(
@@ -158,10 +184,12 @@ def recompute(request, slug: str):
 def _ready_report(request, study: Study) -> StudyReport:
     options = ReportOptions.from_query(request.GET)
     report = cached_report(study, options)
+    if (report is None or not report.payload) and can_change_study(request.user, study):
+        # Small studies now, larger ones on the worker (never an unbounded analysis in a request).
+        report = request_report(study, options, study_progress(study)["ratings"])
     if report is None or not report.payload:
-        report = compute_report(study, options)
-    if not report.payload:
-        raise Http404(f"The report could not be computed: {report.error or 'no data'}")
+        why = report.error if report is not None and report.error else "not computed yet; open the report page"
+        raise Http404(f"The report is not available: {why}")
     return report
 
 

@@ -45,8 +45,11 @@ def stale_after() -> timedelta:
 
 
 def missing_items(model: LanguageModel) -> list[tuple[Prompt, int]]:
-    """(prompt, sample index) pairs with no successful response yet; failed ones are retried."""
-    prompts = list(Prompt.objects.filter(study_id=model.study_id).order_by("position", "id"))
+    """(prompt, sample index) pairs with no successful response yet; failed ones are retried.
+
+    Earlier turns of a conversation come first (ordered by ``turn``): a later turn is answered
+    after, and conditioned on, the model's own answer to the turn before."""
+    prompts = list(Prompt.objects.filter(study_id=model.study_id).order_by("turn", "position", "id"))
     have = set(Response.objects.filter(model=model, error="").values_list("prompt_id", "sample_index"))
     return [(p, s) for s in range(model.samples_per_prompt) for p in prompts if (p.pk, s) not in have]
 

@@ -13,12 +13,15 @@ from collections.abc import Callable, Iterator
 
 from django.utils import timezone
 
+from evalsite.studies import conversations
+from evalsite.studies.conversations import is_conversation
 from evalsite.studies.models import GenerationJob, LanguageModel, Prompt
 from workers.backends.base import (
     ChatPrompt,
     DecodingParams,
     GenerationBackend,
     GenerationError,
+    GenerationResult,
     TransientGenerationError,
     get_backend,
 )
@@ -113,8 +116,7 @@ def _run_batches(
         sample = batch[0][1]
         # One seed per sample index: samples differ from each other, a rerun repeats them.
         batch_params = params.with_seed(params.seed + sample)
-        prompts = [ChatPrompt(p.text, model.system_prompt, p.source_id, s) for p, s in batch]
-        results = backend.generate(prompts, batch_params)
+        results = _generate(backend, model, batch, batch_params)
         save_answers(model, backend, batch, results, batch_params)
         errors = [r.error for r in results if r.error]
         tokens += sum(r.completion_tokens or 0 for r in results)
@@ -134,12 +136,41 @@ def _run_batches(
         raise _Cancelled  # cancelled during the last batch: the job ends cancelled, its answers kept
 
 
+def _generate(
+    backend: GenerationBackend, model: LanguageModel, batch: list[tuple[Prompt, int]], params: DecodingParams
+) -> list[GenerationResult]:
+    """Ask the backend for one batch. A later turn of a conversation is asked with the model's own
+    earlier answers (read now, after the earlier turns' batches were saved); one whose earlier
+    answer is missing or failed fails alone, and is retried with the next generation."""
+    results: list[GenerationResult | None] = [None] * len(batch)
+    asked, index = [], []
+    for i, (prompt, sample) in enumerate(batch):
+        try:
+            history = conversations.history_for(prompt, model.pk, sample) if is_conversation(prompt) else []
+        except conversations.MissingEarlierAnswer as exc:
+            results[i] = GenerationResult(error=str(exc))
+            continue
+        turns = tuple((m["role"], m["content"]) for m in history)
+        asked.append(ChatPrompt(prompt.text, model.system_prompt, prompt.source_id, sample, turns))
+        index.append(i)
+    if asked:
+        answers = backend.generate(asked, params)
+        if len(answers) != len(asked):
+            message = f"Backend {backend.name} returned {len(answers)} answers for {len(asked)} prompts."
+            raise AnswerCountMismatch(message)
+        for i, answer in zip(index, answers, strict=True):
+            results[i] = answer
+    return [r for r in results if r is not None]
+
+
 def batches(todo: list[tuple[Prompt, int]], size: int) -> Iterator[list[tuple[Prompt, int]]]:
-    """Chunks of at most ``size`` that never mix sample indices (one seed per call)."""
+    """Chunks of at most ``size`` that never mix sample indices (one seed per call) nor turns (a
+    later turn waits for the batch that answers the turn before)."""
     size = max(1, size)
     batch: list[tuple[Prompt, int]] = []
     for item in todo:
-        if batch and (len(batch) >= size or item[1] != batch[0][1]):
+        first = batch[0] if batch else None
+        if batch and (len(batch) >= size or item[1] != first[1] or item[0].turn != first[0].turn):
             yield batch
             batch = []
         batch.append(item)

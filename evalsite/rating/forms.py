@@ -10,10 +10,10 @@ submission without them.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 
+from evalsite import edge
 from evalsite.studies.rating_form import DEFAULT_REQUIRED, QUESTIONS, asked_questions
 
 from .assignment import RatingInput
@@ -24,6 +24,7 @@ CORRECTNESS = ("correct", "error", "unsure")
 MAX_SPANS = 50
 MAX_RATIONALE = 5000
 MAX_CLIENT_MS = 7 * 24 * 3600 * 1000  # a week: anything longer is a broken clock
+MAX_SPAN_OFFSET = 10_000_000  # a character offset into an answer; no answer is that long
 # QUESTIONS (what ``rating_form["required"]`` may name) is defined with the rest of the form's
 # rules in evalsite.studies.rating_form.
 FIELD_LABELS = {
@@ -127,19 +128,23 @@ def parse_rating(data: Mapping, rating_form: dict, *, expert: bool = False) -> R
 def _spans(raw) -> list[tuple[str, int, int]]:
     if raw in (None, "", "[]"):
         return []
+    unreadable = "The marked errors could not be read; please mark them again."
     try:
-        items = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError:
-        raise RatingFormError("The marked errors could not be read; please mark them again.") from None
+        # The edge rules: finite numbers, bounded depth, valid text (a deep or huge value is refused).
+        items = edge.loads(raw, "error_spans") if isinstance(raw, str) else raw
+    except ValueError:
+        raise RatingFormError(unreadable) from None
     if not isinstance(items, list) or len(items) > MAX_SPANS:
         raise RatingFormError(f"Mark at most {MAX_SPANS} errors.")
     spans = []
     for item in items:
         try:
-            side, start, end = item["side"], int(item["start"]), int(item["end"])
-        except (KeyError, TypeError, ValueError):
-            raise RatingFormError("The marked errors could not be read; please mark them again.") from None
-        if side not in SIDES or start < 0 or end <= start:
+            side, start, end = item["side"], item["start"], item["end"]
+        except (KeyError, TypeError):
+            raise RatingFormError(unreadable) from None
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (start, end)):
+            raise RatingFormError(unreadable)
+        if side not in SIDES or start < 0 or end <= start or end > MAX_SPAN_OFFSET:
             raise RatingFormError("A marked error is empty or on an unknown answer.")
         spans.append((side, start, end))
     return spans

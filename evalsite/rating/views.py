@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -25,6 +26,8 @@ from django.views.decorators.clickjacking import xframe_options_exempt as _xfram
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from evalsite import edge
+from evalsite.studies.conversations import earlier_turns, is_conversation
 from evalsite.studies.models import Comparison, Study
 
 from . import assignment as engine
@@ -57,7 +60,7 @@ def xframe_options_exempt(view):
     """Rater pages may be framed, but only by the crowd platforms (``RATER_FRAME_ANCESTORS``).
 
     Also the rater pages' request-size cap: a rating is a few KB, so a large body is refused (413)
-    before Django parses it.
+    before Django parses it; a form field with a NUL character is refused (400) once it is parsed.
     """
     exempt = _xframe_options_exempt(view)
 
@@ -69,6 +72,13 @@ def xframe_options_exempt(view):
             length = 0
         if length > settings.RATER_MAX_BODY_BYTES:
             return HttpResponse("This request is too large.", status=413, content_type="text/plain")
+        if request.method == "POST":
+            try:
+                edge.check_query(request.POST, "The form")
+            except (edge.EdgeError, MultiPartParserError) as exc:
+                response = HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+                response["Content-Security-Policy"] = f"frame-ancestors {settings.RATER_FRAME_ANCESTORS}"
+                return response
         response = exempt(request, *args, **kwargs)
         response["Content-Security-Policy"] = f"frame-ancestors {settings.RATER_FRAME_ANCESTORS}"
         return response
@@ -360,6 +370,12 @@ def _task_context(study: Study, comparison: Comparison, left_side: str, number: 
         "required": [name for name, _ in required_fields(form)],
         "prompt_html": render_markdown(comparison.prompt.text),
         "instructions_html": render_markdown(study.instructions),
+        # A conversation's earlier turns, shown above the question (each side's own earlier replies
+        # on its side); empty for a single-turn prompt.
+        "conversation": earlier_turns(comparison.prompt, left, right, render_markdown)
+        if is_conversation(comparison.prompt)
+        else [],
+        "turn": comparison.prompt.turn,
     }
     left_ctx = {"side": "left", "label": "Answer 1", **_side(left)}
     right_ctx = {"side": "right", "label": "Answer 2", **_side(right)}

@@ -463,7 +463,7 @@ class StudyAdmin(StudyScopedAdmin):
                     form.add_error(None, line)
                 form.add_error(None, "Nothing was imported.")
             else:
-                self.message_user(request, f"Imported {what} into {study.slug}.")
+                self.message_user(request, f"Imported {what} into {study.slug} (read as {count.format_label}).")
                 return HttpResponseRedirect(reverse("admin:studies_study_change", args=[study.pk]))
         context = {
             **self.admin_site.each_context(request),

@@ -6,10 +6,23 @@ choosing; so only variables meant to hold endpoint keys qualify: names starting 
 ``EVALSITE_API_KEY_`` and those listed in the comma-separated ``EVALSITE_API_KEY_VARS``
 (default ``OPENAI_API_KEY``). Where ``EVALSITE_API_HOSTS`` is set (comma-separated host names),
 ``api_base`` must point at one of them, so prompts and keys go nowhere else.
+
+``api_base`` never reaches the server's own network unless an administrator says so: a host that is
+or resolves to a loopback, private, link-local (the cloud metadata service, 169.254.169.254),
+shared, reserved or multicast address is refused unless it is listed in ``EVALSITE_API_HOSTS``
+(a local vLLM server: ``EVALSITE_API_HOSTS=127.0.0.1``, plus any public hosts the models use). It
+is checked when a model is saved and again when a worker connects, so a name that later resolves
+elsewhere is caught too.
 """
 
+import ipaddress
 import os
+import socket
 from urllib.parse import urlsplit
+
+METADATA_HOSTS = {
+    "metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal"
+}
 
 PREFIX = "EVALSITE_API_KEY_"
 
@@ -31,15 +44,64 @@ def check_api_key_env(name: str) -> str | None:
     )
 
 
+def allowed_hosts() -> set[str]:
+    return {h.strip().lower().strip("[]") for h in os.environ.get("EVALSITE_API_HOSTS", "").split(",") if h.strip()}
+
+
+def _internal(address: str) -> bool:
+    """True for an address of the server's own networks: anything not globally routable."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True  # not an address we can judge: refuse rather than guess
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def resolve(host: str, port: int) -> list[str] | None:
+    """The addresses ``host`` resolves to, or None when it does not resolve (here, now)."""
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError, ValueError):
+        return None
+    return sorted({info[4][0] for info in infos})
+
+
 def check_api_base(url: str) -> str | None:
-    """None if ``url`` is an http(s) URL on an allowed host, else the message saying what to do."""
+    """None if ``url`` is an http(s) URL on an allowed host, else the message saying what to do.
+
+    A name that does not resolve here passes (the web server may not see the workers' DNS, and a
+    worker cannot connect to it anyway); the worker checks again before it connects.
+    """
     parts = urlsplit(url) if isinstance(url, str) else None
+    try:
+        port = parts.port if parts is not None else None
+    except ValueError:
+        parts = None
     if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
         return f"api_base must be an http(s) URL such as http://host:8000/v1, not {url!r}."
-    allowed = {h.strip().lower() for h in os.environ.get("EVALSITE_API_HOSTS", "").split(",") if h.strip()}
-    if allowed and parts.hostname.lower() not in allowed:
+    if parts.username or parts.password:
+        return "api_base must not carry a user name or password; name the key's variable in api_key_env."
+    host = parts.hostname.lower()
+    allowed = allowed_hosts()
+    if host in allowed:
+        return None  # an administrator vouched for it, a local vLLM server included
+    if allowed:
         return (
             f"api_base host {parts.hostname!r} is not in EVALSITE_API_HOSTS ({', '.join(sorted(allowed))}): "
             "ask an administrator to add it."
         )
+    internal = (
+        f"api_base host {parts.hostname!r} is on this server's own network ({{}}); such hosts need an "
+        "administrator to list them in EVALSITE_API_HOSTS (a local vLLM server: EVALSITE_API_HOSTS=127.0.0.1)."
+    )
+    if host in METADATA_HOSTS or host == "localhost" or host.endswith((".localhost", ".internal", ".local")):
+        return internal.format("a local or metadata name")
+    addresses = resolve(host, port or (443 if parts.scheme == "https" else 80))
+    if addresses is None:
+        return None
+    inside = [a for a in addresses if _internal(a)]
+    if inside:
+        return internal.format(f"it resolves to {', '.join(inside[:3])}")
     return None

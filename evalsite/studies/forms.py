@@ -286,10 +286,12 @@ class StudyUploadForm(forms.Form):
         help_text="For responses: a model of this study whose backend is 'Imported file'.",
     )
     file = forms.FileField(
-        help_text="A .jsonl or .csv file. Nothing is imported unless the whole file is valid."
+        help_text="A .jsonl, .csv or .parquet file: evalsite's own rows, MT-bench, Arena-Hard, AlpacaEval, "
+        "ShareGPT or OpenAI messages (recognised from the rows). Nothing is imported unless the whole file is valid."
     )
     format = forms.ChoiceField(
-        choices=[("", "Detect from the file name"), ("jsonl", "JSONL"), ("csv", "CSV")], required=False
+        choices=[("", "Detect from the file name"), ("jsonl", "JSONL"), ("csv", "CSV"), ("parquet", "Parquet")],
+        required=False,
     )
 
     def __init__(self, *args, study: Study, **kwargs):

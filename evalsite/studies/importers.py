@@ -9,6 +9,12 @@ Prompt rows: ``id``, ``prompt`` (or ``text``), optional ``category``, ``referenc
 (a JSON list; in CSV also ``|``-separated) and ``metadata`` (a JSON object).
 Response rows: ``id`` (the prompt's id), ``response`` (or ``text`` / ``output``), optional
 ``sample_index``.
+
+Conversations: a prompt row may add ``history`` (the earlier turns, a JSON list of ``{role,
+content}``) or ``parent`` (the id of the previous turn, which each model answers itself; see
+:mod:`.conversations`). The field's formats (MT-bench, Arena-Hard, AlpacaEval, ShareGPT, OpenAI
+``messages``, as JSONL, CSV or Parquet) are recognised by :mod:`.formats` and turned into these
+rows first; the result says which format was read.
 """
 
 import csv
@@ -23,10 +29,14 @@ from typing import IO, Any
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
+from evalsite import edge
+
+from . import formats
+from .conversations import history_problem, user_turns
 from .lifecycle import prompts_editable
 from .models import LanguageModel, Prompt, Response, Study
 
-PROMPT_COLUMNS = {"id", "prompt", "text", "category", "reference_answers", "metadata"}
+PROMPT_COLUMNS = {"id", "prompt", "text", "category", "reference_answers", "metadata", "history", "parent"}
 PROMPT_TEXT_COLUMNS = ("prompt", "text")
 RESPONSE_COLUMNS = {"id", "response", "text", "output", "sample_index"}
 RESPONSE_TEXT_COLUMNS = ("response", "text", "output")
@@ -44,6 +54,19 @@ class ImportLimits:
 
 
 DEFAULT_LIMITS = ImportLimits()
+
+
+class ImportResult(int):
+    """How many rows an import added (an ``int``), and which format it read the file as."""
+
+    format: str = "evalsite"
+    format_label: str = "evalsite"
+
+    def __new__(cls, count: int, fmt: formats.Format | None = None):
+        result = super().__new__(cls, count)
+        if fmt is not None:
+            result.format, result.format_label = fmt.key, fmt.label
+        return result
 
 
 class ImportFileError(ValueError):
@@ -95,6 +118,7 @@ class _Problems:
 class _Row:
     line: int
     values: dict[str, Any]
+    from_csv: bool = False  # its columns are the header's (line 1)
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -129,9 +153,12 @@ def _jsonl_rows(text: str, problems: _Problems) -> Iterator[_Row]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = edge.decode(line, "this line")  # NaN, huge numbers, deep nesting: refused
         except json.JSONDecodeError as exc:
             problems.add(line_no, f"broken JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except edge.EdgeError as exc:
+            problems.add(line_no, str(exc))
             continue
         if not isinstance(value, dict):
             problems.add(line_no, f"expected a JSON object, got {type(value).__name__}")
@@ -139,7 +166,7 @@ def _jsonl_rows(text: str, problems: _Problems) -> Iterator[_Row]:
         yield _Row(line_no, value)
 
 
-def _csv_rows(text: str, allowed: set[str], problems: _Problems) -> Iterator[_Row]:
+def _csv_rows(text: str, allowed: set[str] | None, problems: _Problems) -> Iterator[_Row]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -147,7 +174,7 @@ def _csv_rows(text: str, allowed: set[str], problems: _Problems) -> Iterator[_Ro
         problems.add(1, f"unreadable CSV header ({exc})")
         return
     header = [h.strip() for h in header]
-    if not _check_columns(set(header), allowed, 1, problems):
+    if allowed is not None and not _check_columns(set(header), allowed, 1, problems):
         return
     if len(set(header)) != len(header):
         problems.add(1, "a column name appears twice in the header")
@@ -167,7 +194,7 @@ def _csv_rows(text: str, allowed: set[str], problems: _Problems) -> Iterator[_Ro
         if len(cells) != len(header):
             problems.add(line_no, f"{len(cells)} fields, but the header has {len(header)} columns")
             continue
-        yield _Row(line_no, dict(zip(header, cells, strict=True)))
+        yield _Row(line_no, dict(zip(header, cells, strict=True)), from_csv=True)
 
 
 def _check_columns(columns: set[str], allowed: set[str], line: int, problems: _Problems) -> bool:
@@ -180,8 +207,10 @@ def _check_columns(columns: set[str], allowed: set[str], line: int, problems: _P
     return True
 
 
-def _parse_file(source: Source, allowed: set[str], limits: ImportLimits, fmt: str | None):
-    """Read, decode and split a file into rows; returns ``(name, digest, rows, problems)``."""
+def _parse_file(source: Source, allowed: set[str] | None, limits: ImportLimits, fmt: str | None):
+    """Read, decode and split a file into rows; returns ``(name, digest, rows, problems)``.
+
+    ``allowed`` None leaves the columns unchecked (the format is detected afterwards)."""
     name, data = _read_bytes(source, limits)
     problems = _Problems(name, limits.max_errors)
     rows: list[_Row] = []
@@ -189,6 +218,9 @@ def _parse_file(source: Source, allowed: set[str], limits: ImportLimits, fmt: st
         limit = f"{limits.max_bytes:,}"
         problems.add(None, f"file is larger than the {limit}-byte limit; split it into smaller files")
         return name, "", rows, problems
+    if fmt == "parquet" or (fmt is None and (Path(name).suffix.lower() == ".parquet" or data[:4] == b"PAR1")):
+        _parquet_rows(data, rows, problems, limits)
+        return name, hashlib.sha256(data).hexdigest(), rows, problems
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -200,14 +232,18 @@ def _parse_file(source: Source, allowed: set[str], limits: ImportLimits, fmt: st
         return name, "", rows, problems
     fmt = fmt or _detect_format(name, text)
     if fmt not in {"jsonl", "csv"}:
-        raise ValueError(f"unknown format {fmt!r}: use 'jsonl' or 'csv'")
+        raise ValueError(f"unknown format {fmt!r}: use 'jsonl', 'csv' or 'parquet'")
     try:
         rows_iter = _jsonl_rows(text, problems) if fmt == "jsonl" else _csv_rows(text, allowed, problems)
         for row in rows_iter:
             if len(rows) >= limits.max_rows:
                 problems.add(row.line, f"more than {limits.max_rows:,} rows; split the file")
                 break
-            if fmt == "jsonl" and not _check_columns(set(row.values), allowed, row.line, problems):
+            if not _within_edge_rules(row, problems):
+                continue
+            if fmt == "jsonl" and allowed is not None and not _check_columns(
+                set(row.values), allowed, row.line, problems
+            ):
                 continue
             rows.append(row)
     except _Problems.TooMany:
@@ -215,6 +251,71 @@ def _parse_file(source: Source, allowed: set[str], limits: ImportLimits, fmt: st
     if not rows and not problems.error.problems:
         problems.add(None, "file has a header but no rows" if fmt == "csv" else "file is empty")
     return name, hashlib.sha256(data).hexdigest(), rows, problems
+
+
+def _parquet_rows(data: bytes, rows: list[_Row], problems: _Problems, limits: ImportLimits) -> None:
+    """A Parquet file (e.g. a ``datasets`` split saved with ``to_parquet``): row N is "line" N.
+
+    Columns a row leaves empty (null) count as absent, so rows of a ragged dataset look like
+    the JSON objects they were made from."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        problems.add(None, "reading Parquet needs pyarrow (pip install pyarrow)")
+        return
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 -- pyarrow raises many kinds for a broken file
+        problems.add(None, f"not a readable Parquet file ({exc})")
+        return
+    if table.num_rows > limits.max_rows:
+        problems.add(None, f"more than {limits.max_rows:,} rows; split the file")
+        return
+    if table.num_rows == 0:
+        problems.add(None, "file has no rows")
+        return
+    for n, values in enumerate(table.to_pylist(), start=1):
+        row = _Row(n, {k: v for k, v in values.items() if v is not None})
+        if _within_edge_rules(row, problems):
+            rows.append(row)
+
+
+def _within_edge_rules(row: _Row, problems: _Problems) -> bool:
+    """Report a value no column may hold (:mod:`evalsite.edge`: NUL, a lone surrogate, a number
+    that is not finite or too large, deep nesting), naming its column; False if there was one."""
+    try:
+        edge.check_fields(row.values)
+    except edge.EdgeError as exc:
+        problems.add(row.line, str(exc))
+        return False
+    return True
+
+
+def _read_format(
+    rows: list[_Row], kind: tuple[formats.Format, ...], allowed: set[str], problems: _Problems
+) -> tuple[formats.Format | None, list[_Row], str]:
+    """Detect the file's format and turn its rows into evalsite's own (see :mod:`.formats`).
+
+    Returns ``(format, rows, model name in the file)``; evalsite's own rows get their columns
+    checked here (a CSV's once, against its header on line 1)."""
+    found: formats.Format | None = None
+    out: list[_Row] = []
+    model_name = ""
+    try:
+        found = formats.detect([(r.line, r.values) for r in rows], kind, problems.add)
+        if found is None:
+            return None, [], ""
+        if found.convert is None:
+            if rows and rows[0].from_csv:  # one header for every row: checked once, on line 1
+                return found, rows if _check_columns(set(rows[0].values), allowed, 1, problems) else [], ""
+            return found, [r for r in rows if _check_columns(set(r.values), allowed, r.line, problems)], ""
+        model_name = formats.check_one_model([(r.line, r.values) for r in rows], found, problems.add)
+        for row in rows:
+            for values in found.convert(row.values, lambda message, line=row.line: problems.add(line, message)):
+                out.append(_Row(row.line, values))
+    except _Problems.TooMany:
+        pass
+    return found, out, model_name
 
 
 # --- field parsing ------------------------------------------------------------------------
@@ -288,9 +389,12 @@ def _reference_answers(row: _Row, problems: _Problems) -> list[str] | None:
             return []
         if stripped.startswith("["):
             try:
-                value = json.loads(stripped)
+                value = edge.loads(stripped, "reference_answers")
             except json.JSONDecodeError as exc:
                 problems.add(row.line, f"reference_answers is not a valid JSON list ({exc.msg})")
+                return None
+            except edge.EdgeError as exc:
+                problems.add(row.line, str(exc))
                 return None
         else:
             # "a|b" in CSV: split, then checked like a JSON list (a NUL inside must not slip through).
@@ -309,9 +413,12 @@ def _metadata(row: _Row, problems: _Problems) -> dict | None:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = edge.loads(value, "metadata")
         except json.JSONDecodeError as exc:
             problems.add(row.line, f"metadata is not valid JSON ({exc.msg})")
+            return None
+        except edge.EdgeError as exc:
+            problems.add(row.line, str(exc))
             return None
     if not isinstance(value, dict):
         problems.add(row.line, "metadata must be a JSON object")
@@ -319,6 +426,50 @@ def _metadata(row: _Row, problems: _Problems) -> dict | None:
     if not _nul_free(row, "metadata", value, problems):
         return None
     return value
+
+
+def _history(row: _Row, problems: _Problems) -> list[dict] | None:
+    """The earlier turns of a conversation (``history``: a JSON list of ``{role, content}``)."""
+    value = row.values.get("history")
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = edge.loads(value, "history")
+        except json.JSONDecodeError as exc:
+            problems.add(row.line, f"history is not valid JSON ({exc.msg})")
+            return None
+        except edge.EdgeError as exc:
+            problems.add(row.line, str(exc))
+            return None
+    if problem := history_problem(value):
+        problems.add(row.line, problem)
+        return None
+    if not _nul_free(row, "history", value, problems):
+        return None
+    return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def _parent(row: _Row, study: Study, turns: dict[str, int], problems: _Problems) -> tuple[str, int] | None:
+    """``(previous turn's id, its turn)`` when the row names one in ``parent``; ``()`` when it names none.
+
+    The previous turn is an earlier row of the file or a prompt already in the study."""
+    value = row.values.get("parent")
+    if value is None or value == "":
+        return ()
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        problems.add(row.line, f"parent must be the id of the previous turn, got {value!r}")
+        return None
+    value = str(value).strip()
+    if value in turns:
+        return value, turns[value]
+    stored = study.prompts.filter(source_id=value).values_list("turn", flat=True).first()
+    if stored is None:
+        problems.add(
+            row.line, f"parent {value!r} is neither an earlier row of this file nor a prompt of study {study.slug!r}"
+        )
+        return None
+    return value, stored
 
 
 def _category(row: _Row, problems: _Problems) -> str | None:
@@ -389,7 +540,8 @@ def import_prompts(
     Raises :class:`ImportFileError` (nothing written) if anything in the file is wrong, if an id
     repeats in the file or already exists in the study, or if the study's prompts are frozen.
     """
-    name, _digest, rows, problems = _parse_file(source, PROMPT_COLUMNS, limits, fmt)
+    name, _digest, rows, problems = _parse_file(source, None, limits, fmt)
+    found, rows, _model_name = _read_format(rows, formats.PROMPT_FORMATS, PROMPT_COLUMNS, problems)
     try:
         with transaction.atomic():
             # Lock the study *before* reading its existing ids and status: a concurrent upload of
@@ -402,9 +554,22 @@ def import_prompts(
             for offset, prompt in enumerate(parsed):
                 prompt.position = start + offset
             Prompt.objects.bulk_create(parsed, batch_size=1000)
+            _link_turns(locked, parsed)
     except IntegrityError as exc:
         raise _conflict_error(name, "prompt ids") from exc
-    return len(parsed)
+    return ImportResult(len(parsed), found)
+
+
+def _link_turns(study: Study, parsed: list[Prompt]) -> None:
+    """Point each new later turn at its previous turn (written in the same file or already stored)."""
+    children = [p for p in parsed if getattr(p, "parent_source_id", "")]
+    if not children:
+        return
+    wanted = {p.parent_source_id for p in children}
+    ids = dict(study.prompts.filter(source_id__in=wanted).values_list("source_id", "pk"))
+    for prompt in children:
+        prompt.parent_id = ids[prompt.parent_source_id]
+    Prompt.objects.bulk_update(children, ["parent"], batch_size=1000)
 
 
 def _validate_prompts(study: Study, rows: list[_Row], problems: _Problems) -> list[Prompt]:
@@ -412,6 +577,7 @@ def _validate_prompts(study: Study, rows: list[_Row], problems: _Problems) -> li
     existing = set(study.prompts.values_list("source_id", flat=True))
     seen: dict[str, int] = {}
     parsed: list[Prompt] = []
+    turns: dict[str, int] = {}  # id -> turn, of this file's prompts so far (later turns name earlier ones)
     try:
         if not prompts_editable(study):
             problems.add(None, _frozen_message(study, "prompts"))
@@ -421,6 +587,8 @@ def _validate_prompts(study: Study, rows: list[_Row], problems: _Problems) -> li
             category = _category(row, problems)
             refs = _reference_answers(row, problems)
             metadata = _metadata(row, problems)
+            history = _history(row, problems)
+            parent = _parent(row, study, turns, problems)
             if source_id is None:
                 continue
             if source_id in existing:
@@ -428,18 +596,26 @@ def _validate_prompts(study: Study, rows: list[_Row], problems: _Problems) -> li
                 continue
             if not _first_seen(seen, source_id, row.line, f"id {source_id!r}", problems):
                 continue
-            if None in (text, category, refs, metadata):
+            if None in (text, category, refs, metadata, history, parent):
                 continue
-            parsed.append(
-                Prompt(
-                    study=study,
-                    source_id=source_id,
-                    text=text,
-                    category=category,
-                    reference_answers=refs,
-                    metadata=metadata,
-                )
+            if parent and history:
+                message = "a later turn (with parent) takes its history from its parent; leave history out"
+                problems.add(row.line, message)
+                continue
+            parent_id, parent_turn = parent or ("", 0)
+            prompt = Prompt(
+                study=study,
+                source_id=source_id,
+                text=text,
+                category=category,
+                reference_answers=refs,
+                metadata=metadata,
+                history=history,
+                turn=parent_turn + 1 if parent_id else user_turns(history) + 1,
             )
+            prompt.parent_source_id = parent_id
+            turns[source_id] = prompt.turn
+            parsed.append(prompt)
     except _Problems.TooMany:
         pass
     return parsed
@@ -454,18 +630,144 @@ def import_responses(
     by its ``id``. Raises :class:`ImportFileError` (nothing written) on any problem, including
     unknown prompt ids and answers that already exist.
     """
-    name, digest, rows, problems = _parse_file(source, RESPONSE_COLUMNS, limits, fmt)
+    name, digest, rows, problems = _parse_file(source, None, limits, fmt)
+    found, rows, model_name = _read_format(rows, formats.ANSWER_FORMATS, RESPONSE_COLUMNS, problems)
     try:
         with transaction.atomic():
             # As for prompts: lock the study before reading its prompts and existing answers, so
             # two concurrent uploads of the same answers are checked one after the other.
             locked = Study.objects.select_for_update().get(pk=model.study_id)
+            rows = _match_conversations(model, locked, rows, problems)
             parsed = _validate_responses(model, locked, name, digest, rows, problems)
+            _check_earlier_turns(model, locked, parsed, problems)
             problems.raise_if_any()
+            if found is not None and found.convert is not None:
+                for response in parsed:
+                    response.generation_params["format"] = found.key
+                    if model_name:
+                        response.generation_params["model_in_file"] = model_name
             Response.objects.bulk_create(parsed, batch_size=1000)
     except IntegrityError as exc:
         raise _conflict_error(name, "answers") from exc
-    return len(parsed)
+    return ImportResult(len(parsed), found)
+
+
+def _prompt_conversations(study: Study) -> tuple[dict[str, str], dict[str, list[tuple[str, list[str]]]]]:
+    """Keys of the conversations the study's prompts end: ``(exact, loose)``.
+
+    ``exact`` maps :func:`.formats.conversation_key` of a prompt without a previous turn (fixed
+    history + text) to its id; ``loose`` maps :func:`.formats.placeholder_key` (assistant texts
+    blanked) to ``[(id, ids of its earlier turns)]``, which also finds a later turn of a chain."""
+    prompts = {p["id"]: p for p in study.prompts.values("id", "source_id", "text", "history", "parent_id")}
+    exact: dict[str, str] = {}
+    loose: dict[str, list[tuple[str, list[str]]]] = {}
+    for prompt in prompts.values():
+        earlier, current = [], prompt
+        while current["parent_id"] and current["parent_id"] in prompts and len(earlier) < 1000:
+            current = prompts[current["parent_id"]]
+            earlier.append(current)
+        earlier.reverse()
+        messages = list((earlier[0] if earlier else prompt)["history"] or [])
+        for turn in earlier:
+            messages += [{"role": "user", "content": turn["text"]}, {"role": "assistant", "content": None}]
+        messages.append({"role": "user", "content": prompt["text"]})
+        if not earlier:
+            exact.setdefault(formats.conversation_key(messages), prompt["source_id"])
+        loose.setdefault(formats.placeholder_key(messages), []).append(
+            (prompt["source_id"], [t["source_id"] for t in earlier])
+        )
+    return exact, loose
+
+
+def _match_conversations(model: LanguageModel, study: Study, rows: list[_Row], problems: _Problems) -> list[_Row]:
+    """Give answers without an id the id of the prompt whose conversation they answer.
+
+    An answer to a later turn of a chain (its earlier assistant turns are the model's own) also
+    gives the model's answers to the earlier turns, unless the file or the study already has
+    them (then they must say the same)."""
+    if not any("_match" in r.values for r in rows):
+        return rows
+    exact, loose = _prompt_conversations(study)
+    stored = {
+        (sid, sample): text
+        for sid, sample, text in model.responses.filter(error="").values_list(
+            "prompt__source_id", "sample_index", "text"
+        )
+    }
+    out: list[_Row] = []
+    implied: list[_Row] = []
+    try:
+        for row in rows:
+            match = row.values.get("_match")
+            if match is None:
+                out.append(row)
+                continue
+            values = {k: v for k, v in row.values.items() if k != "_match"}
+            earlier: list[str] = []
+            if "id" not in values:
+                found = exact.get(formats.conversation_key(match))
+                if found is None:
+                    candidates = loose.get(formats.placeholder_key(match), [])
+                    if len(candidates) == 1:
+                        found, earlier = candidates[0]
+                if found is None:
+                    first = next((m["content"] for m in match if m["role"] == "user"), "")
+                    problems.add(
+                        row.line,
+                        f"no prompt of study {study.slug!r} has this conversation (first user turn: "
+                        f"{first[:60]!r}); import the prompts first, or give the prompt's id",
+                    )
+                    continue
+                values["id"] = found
+            out.append(_Row(row.line, values, row.from_csv))
+            own = [m["content"] for m in match if m["role"] == "assistant"][-len(earlier):] if earlier else []
+            sample = values.get("sample_index", 0)
+            for sid, text in zip(earlier, own, strict=False):
+                implied.append(_Row(row.line, {"id": sid, "response": text, "sample_index": sample}))
+        given = {(str(r.values.get("id")), r.values.get("sample_index", 0)): r for r in out}
+        for row in implied:
+            key = (row.values["id"], row.values["sample_index"])
+            text = row.values["response"]
+            before = given.get(key)
+            if before is not None:
+                previous = next((before.values[c] for c in RESPONSE_TEXT_COLUMNS if c in before.values), None)
+            else:
+                previous = stored.get(key)
+            if previous is None:
+                given[key] = row
+                out.append(row)
+            elif previous != text:
+                where = f"line {before.line}" if before else "the answer already stored"
+                problems.add(
+                    row.line,
+                    f"this conversation's answer to the earlier turn {key[0]!r} differs from {where}; "
+                    "each turn of a model has one answer",
+                )
+    except _Problems.TooMany:
+        pass
+    return out
+
+
+def _check_earlier_turns(model: LanguageModel, study: Study, parsed: list[Response], problems: _Problems) -> None:
+    """An answer to a later turn needs the same model's answer to the turn before (same sample):
+    the rater sees that answer above, and the later answer was written after it."""
+    parents = dict(study.prompts.filter(parent__isnull=False).values_list("id", "parent_id"))
+    if not parents:
+        return
+    have = {(r.prompt_id, r.sample_index) for r in parsed}
+    have |= set(model.responses.filter(error="").exclude(text="").values_list("prompt_id", "sample_index"))
+    names = dict(study.prompts.values_list("id", "source_id"))
+    try:
+        for response in parsed:
+            parent = parents.get(response.prompt_id)
+            if parent is not None and (parent, response.sample_index) not in have:
+                problems.add(
+                    response.generation_params.get("line"),
+                    f"answer to {names[response.prompt_id]!r} (a later turn) but none to its previous turn "
+                    f"{names[parent]!r}, sample {response.sample_index}: import the earlier turn's answer too",
+                )
+    except _Problems.TooMany:
+        pass
 
 
 def _validate_responses(

@@ -8,6 +8,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Greatest, Least
 
 from .api_keys import check_api_base, check_api_key_env
+from .model_paths import check_model_path
 
 
 # Plain functions rather than MinValueValidator: DRF turns those into its own generic message.
@@ -235,6 +236,8 @@ class LanguageModel(models.Model):
         super().clean()
         errors: dict = {}
         refuse_move(self, errors, "study", self.study_id, "study_id", "A model")
+        if problem := check_model_path(self.backend, self.model_path):
+            errors["model_path"] = problem
         if errors:
             raise ValidationError(errors)
 

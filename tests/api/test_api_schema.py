@@ -6,7 +6,11 @@ from django.core.management import call_command
 pytestmark = pytest.mark.django_db
 
 
-def test_schema_is_served(client):
+def test_schema_is_served(client, staff_user):
+    # For researchers only, like the API (the README says so): anonymous callers get 401.
+    assert client.get("/api/schema/?format=json").status_code == 401
+    assert client.get("/api/docs/").status_code == 401
+    client.force_login(staff_user)
     response = client.get("/api/schema/?format=json")
     assert response.status_code == 200
     schema = response.json()
@@ -21,7 +25,8 @@ def test_schema_validates_without_warnings(tmp_path):
     assert (tmp_path / "schema.yaml").read_text().startswith("openapi:")
 
 
-def test_docs_page_uses_local_assets(client):
+def test_docs_page_uses_local_assets(client, staff_user):
+    client.force_login(staff_user)
     response = client.get("/api/docs/")
     assert response.status_code == 200
     html = response.content.decode()

@@ -43,7 +43,8 @@ def test_script_a_study_from_creation_to_export(cast, rate):
     # Prompts as a JSON list, then as a multipart CSV file.
     rows = [{"id": "q1", "text": 'Who wrote "Dune"?', "category": "factual-qa", "reference_answers": ["Herbert"]}]
     assert ok(api.post("/api/v1/studies/koala-mini/prompts/", rows, format="json"), 201).json()["result"] == {
-        "added": 1
+        "added": 1,
+        "format": "evalsite",  # the format the rows were read as
     }
     upload = io.BytesIO(b'id,prompt,category\nq2,"Explain tides, briefly.",open-ended\n')
     upload.name = "prompts.csv"

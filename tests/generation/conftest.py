@@ -64,6 +64,17 @@ def smollm2_dir() -> Path:
     return ensure_builtin(SMOLLM2)
 
 
+@pytest.fixture(autouse=True)
+def _local_endpoints_and_model_roots(monkeypatch, settings, tmp_path_factory):
+    """These tests serve endpoints on 127.0.0.1 and keep models in pytest's temporary folders: allow
+    both as an administrator would (EVALSITE_API_HOSTS, EVALSITE_MODEL_ROOTS; the environment too,
+    for worker processes started here)."""
+    roots = [*settings.MODEL_ROOTS, tmp_path_factory.getbasetemp().resolve()]
+    settings.MODEL_ROOTS = roots
+    monkeypatch.setenv("EVALSITE_MODEL_ROOTS", ",".join(str(r) for r in roots))
+    monkeypatch.setenv("EVALSITE_API_HOSTS", "127.0.0.1")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_backends():
     """A process keeps its loaded backend (as a worker does); close its engine when the session ends."""

@@ -292,7 +292,7 @@ def test_upload_prompts_then_responses(admin_client_staff, db):
     page = upload(
         admin_client_staff, study, b'{"id": "a", "prompt": "A?"}\n{"id": "b", "prompt": "B?"}\n', "p.jsonl"
     )
-    assert page.status_code == 302 and messages_of(page) == ["Imported 2 prompt(s) into up."]
+    assert page.status_code == 302 and messages_of(page) == ["Imported 2 prompt(s) into up (read as evalsite prompts)."]
     model = LanguageModel.objects.create(study=study, alias="gpt", role="teacher", backend="imported")
     page = upload(
         admin_client_staff, study, b"id,response\na,yes\nb,no\n", "r.csv", kind="responses", model=model.pk

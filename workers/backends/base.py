@@ -21,16 +21,28 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ChatPrompt:
-    """One user turn, optionally with a system prompt; ``key`` is the prompt's source id."""
+    """One user turn, optionally with a system prompt; ``key`` is the prompt's source id.
+
+    ``history`` holds the conversation's earlier turns as ``(role, content)`` pairs (a system
+    turn first, then user and assistant turns); for a later turn of a chain (MT-bench) it holds the
+    model's own earlier answers. A system turn in the history is joined after the model's system
+    prompt, so the model sees one system message.
+    """
 
     text: str
     system: str = ""
     key: str = ""
     sample_index: int = 0
+    history: tuple[tuple[str, str], ...] = ()
 
     def messages(self) -> list[dict[str, str]]:
         """OpenAI-style chat messages, the shape every chat template and endpoint takes."""
-        msgs = [{"role": "system", "content": self.system}] if self.system else []
+        turns = list(self.history)
+        system = self.system
+        if turns and turns[0][0] == "system":
+            system = "\n\n".join(part for part in (system, turns.pop(0)[1]) if part)
+        msgs = [{"role": "system", "content": system}] if system else []
+        msgs += [{"role": role, "content": content} for role, content in turns]
         msgs.append({"role": "user", "content": self.text})
         return msgs
 

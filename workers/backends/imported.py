@@ -2,15 +2,20 @@
 
 ``model_path`` is the file. Each line is an object with the prompt's id (``source_id``, ``prompt_id``
 or ``id``), the answer (``response``, ``output``, ``text`` or ``completion``) and optionally
-``sample_index``; lines without an id are matched on the prompt text (``prompt``).
+``sample_index``; lines without an id are matched on the prompt text (``prompt``). MT-bench /
+Arena-Hard answer files (``question_id``, ``choices[i].turns``) work as they are: turn k answers the
+prompt of the question's k-th turn.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
+
+from evalsite import edge
+from evalsite.studies.formats import mt_bench_answer_rows
+from evalsite.studies.model_paths import check_model_path
 
 from .base import (
     ChatPrompt,
@@ -30,6 +35,9 @@ class ImportedBackend(GenerationBackend):
 
     def __init__(self, model_path: str, engine_options: dict[str, Any] | None = None) -> None:
         super().__init__(model_path, engine_options)
+        # As for local models: only files under the model roots (evalsite.studies.model_paths).
+        if problem := check_model_path(self.name, model_path):
+            raise ModelNotFound(problem)
         path = Path(model_path)
         if not path.is_file():
             raise ModelNotFound(
@@ -46,7 +54,10 @@ class ImportedBackend(GenerationBackend):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = edge.loads(line, f"{path.name} line {n}")
+                if isinstance(row, dict) and "choices" in row and ("question_id" in row or "uid" in row):
+                    self._add_turns(row, path.name, n)  # MT-bench / Arena-Hard answers: one row per question
+                    continue
                 text = next(str(row[k]) for k in TEXT_KEYS if k in row)
                 sample = int(row.get("sample_index", 0))
             except (ValueError, StopIteration, TypeError, AttributeError) as exc:
@@ -59,6 +70,15 @@ class ImportedBackend(GenerationBackend):
                 self.by_id[(key, sample)] = text
             if "prompt" in row:
                 self.by_text[(str(row["prompt"]).strip(), sample)] = text
+
+    def _add_turns(self, row: dict, file_name: str, line: int) -> None:
+        """``choices[i].turns[k]`` answers the question's turn k+1 (prompt id ``81``, ``81:turn2``…), sample i."""
+
+        def refuse(message: str) -> None:
+            raise GenerationError(f"{file_name} line {line}: {message}")
+
+        for answer in mt_bench_answer_rows(row, refuse):
+            self.by_id[(answer["id"], answer["sample_index"])] = answer["response"]
 
     def version(self) -> str:
         return "1"

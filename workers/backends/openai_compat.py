@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
+from evalsite import edge
 from evalsite.studies.api_keys import check_api_base, check_api_key_env
 
 from .base import (
@@ -33,6 +35,10 @@ from .base import (
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# What of an endpoint's error reply is kept (in the response's error, which researchers read): the
+# status and at most this many characters of its JSON error message, control characters removed.
+MAX_REASON_CHARS = 120
+MAX_TOKENS_COUNT = 10**9
 
 
 class OpenAICompatBackend(GenerationBackend):
@@ -110,7 +116,7 @@ class OpenAICompatBackend(GenerationBackend):
             try:
                 resp = self.client.post("/chat/completions", json=body)
             except httpx.TransportError as exc:  # refused, reset, timeout: worth another try
-                last = f"{type(exc).__name__}: {exc}"
+                last = f"{type(exc).__name__}: {_clean(str(exc))}"
                 continue
             latency_ms = (time.perf_counter() - started) * 1000
             if resp.status_code in RETRY_STATUS:
@@ -131,7 +137,7 @@ class OpenAICompatBackend(GenerationBackend):
                 return GenerationResult(
                     error=f"HTTP {resp.status_code}: {_error_text(resp)}", latency_ms=latency_ms
                 )
-            return _parse(resp.json(), latency_ms)
+            return _parse(resp, latency_ms)
         raise TransientGenerationError(
             f"{self.api_base} kept failing after {self.max_retries + 1} attempts (last: {last}); "
             f"the endpoint may be down or rate limiting."
@@ -150,27 +156,50 @@ class OpenAICompatBackend(GenerationBackend):
         self.client.close()
 
 
+def _clean(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` on one line, printable characters only, at most ``limit`` characters."""
+    text = re.sub(r"\s+", " ", "".join(c if c.isprintable() else " " for c in text)).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _error_text(resp: httpx.Response) -> str:
+    """A short, sanitized reason for an error reply: the endpoint's JSON error message if it sent
+    one (OpenAI's ``{"error": {"message": ...}}``), else the HTTP reason phrase. The body of a reply
+    that is not such an error (an HTML page, another service's data) is never kept."""
+    message = ""
     try:
-        data = resp.json()
-        err = data.get("error", data) if isinstance(data, dict) else data
-        msg = err.get("message", err) if isinstance(err, dict) else err
-        return str(msg)[:500]
+        data = edge.loads(resp.content[:65536], "reply")
+        err = data.get("error", data) if isinstance(data, dict) else None
+        msg = err.get("message", err.get("detail")) if isinstance(err, dict) else err
+        message = msg if isinstance(msg, str) else ""
     except ValueError:
-        return resp.text[:500]
+        pass
+    return _clean(message) or _clean(resp.reason_phrase or "") or "no reason given"
 
 
-def _parse(data: dict[str, Any], latency_ms: float) -> GenerationResult:
+def _count(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS_COUNT else None
+
+
+def _parse(resp: httpx.Response, latency_ms: float) -> GenerationResult:
+    """The answer in a 200 reply; a reply that is not a chat completion within the edge rules
+    (:mod:`evalsite.edge`: valid Unicode, no NUL, finite numbers) fails this prompt only."""
     try:
+        data = edge.loads(resp.content, "The endpoint's reply")
         choice = data["choices"][0]
         usage = data.get("usage") or {}
+        text = choice["message"].get("content") or ""
+        if not isinstance(text, str):
+            raise TypeError("content is not text")
+        fingerprint = data.get("system_fingerprint")
         return GenerationResult(
-            text=choice["message"].get("content") or "",
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
-            finish_reason=choice.get("finish_reason") or "",
+            text=text,
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            finish_reason=_clean(str(choice.get("finish_reason") or ""), 32),
             latency_ms=latency_ms,
-            extra={"system_fingerprint": data.get("system_fingerprint")},
+            extra={"system_fingerprint": _clean(fingerprint, 64) if isinstance(fingerprint, str) else None},
         )
-    except (KeyError, IndexError, TypeError) as exc:
-        return GenerationResult(error=f"Malformed response from endpoint: {exc!r}", latency_ms=latency_ms)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        reason = _clean(str(exc) if isinstance(exc, edge.EdgeError) else type(exc).__name__)
+        return GenerationResult(error=f"Malformed response from endpoint ({reason})", latency_ms=latency_ms)

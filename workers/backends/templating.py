@@ -15,8 +15,15 @@ def encode_chat(tokenizer: Any, prompt: ChatPrompt) -> list[int]:
     """Token ids of ``prompt`` through the tokenizer's chat template (plain text when it has none)."""
     if getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(prompt.messages(), add_generation_prompt=True, tokenize=False)
-    else:
+    elif not prompt.history:
         text = (prompt.system + "\n\n" if prompt.system else "") + prompt.text
+    else:  # a conversation without a chat template: plain "User:" / "Assistant:" turns
+        names = {"user": "User", "assistant": "Assistant"}
+        parts = [
+            m["content"] if m["role"] == "system" else f"{names[m['role']]}: {m['content']}"
+            for m in prompt.messages()
+        ]
+        text = "\n\n".join(parts) + "\n\nAssistant:"
     # The template already writes any BOS token it wants; adding special tokens again would double it.
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 

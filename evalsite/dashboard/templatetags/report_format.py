@@ -1,6 +1,7 @@
 """Number formatting for report pages: percentages, intervals, ratings."""
 
 from django import template
+from django.utils.html import format_html
 
 register = template.Library()
 
@@ -57,3 +58,42 @@ def ci_int(row, key: str = "") -> str:
 def get(mapping, key):
     """``mapping[key]`` in a template (for keys that are not identifiers)."""
     return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+def _zero_width(lo, hi) -> bool:
+    return lo is not None and hi is not None and abs(hi - lo) < 1e-12
+
+
+@register.filter
+def ci_flag(row, key: str = "") -> str:
+    """What a reader must know about an interval: its warning (too few prompts, Wilson used) or
+    that it has zero width; empty when there is nothing to say."""
+    if not isinstance(row, dict):
+        return ""
+    warning = row.get("warning")
+    if warning:
+        return str(warning)
+    lo, hi = _bounds(row, key)
+    if _zero_width(lo, hi):
+        return "zero-width interval: every resample gives the same value"
+    return ""
+
+
+@register.filter
+def strength_cell(row) -> str:
+    """A Bradley-Terry rating cell: "1089 [1032, 1157]", or the reason there is no number
+    (never lost: a bound; separated; not identified; too few prompts for an interval)."""
+    if not isinstance(row, dict):
+        return format_html('<span class="muted">{}</span>', DASH)
+    if not row.get("identified"):
+        reason = row.get("note") or row.get("warning") or "not identified"
+        return format_html('<span class="warn flag">{}</span>', reason)
+    text = f"{_number(row.get('elo')):.0f}"
+    interval = ci_int(row, "elo")
+    flag = row.get("warning") or ("zero-width interval" if _zero_width(*_bounds(row, "elo")) else "")
+    return format_html(
+        '{} <span class="ci">{}</span>{}',
+        text,
+        interval,
+        format_html(' <span class="warn flag">{}</span>', flag) if flag else "",
+    )

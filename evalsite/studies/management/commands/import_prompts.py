@@ -25,13 +25,16 @@ def existing_file(path: str) -> Path:
 
 
 class Command(BaseCommand):
-    help = "Import prompts (id, prompt/text, category, reference_answers) from a JSONL or CSV file."
+    help = (
+        "Import prompts from a JSONL, CSV or Parquet file: evalsite's own rows (id, prompt/text, category, "
+        "reference_answers, history, parent), MT-bench, Arena-Hard, Alpaca(Eval), ShareGPT or OpenAI messages."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("study", help="The study's slug.")
-        parser.add_argument("file", help="A .jsonl or .csv file.")
+        parser.add_argument("file", help="A .jsonl, .csv or .parquet file (the common prompt formats are recognised).")
         parser.add_argument(
-            "--format", choices=["jsonl", "csv"], help="Override detection by file extension."
+            "--format", choices=["jsonl", "csv", "parquet"], help="Override detection by file extension."
         )
 
     def handle(self, *args, study: str, file: str, format: str | None = None, **options):
@@ -40,4 +43,6 @@ class Command(BaseCommand):
             count = import_prompts(target, existing_file(file), fmt=format)
         except ImportRefused as exc:
             raise CommandError(f"Nothing was imported.\n{exc}") from None
-        self.stdout.write(self.style.SUCCESS(f"Imported {count} prompt(s) into {target.slug!r}."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Imported {count} prompt(s) into {target.slug!r} (read as {count.format_label}).")
+        )

@@ -15,9 +15,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("study", help="The study's slug.")
         parser.add_argument("model", help="The model's alias in that study (backend 'imported').")
-        parser.add_argument("file", help="A .jsonl or .csv file.")
+        parser.add_argument("file", help="A .jsonl, .csv or .parquet file (the common answer formats are recognised).")
         parser.add_argument(
-            "--format", choices=["jsonl", "csv"], help="Override detection by file extension."
+            "--format", choices=["jsonl", "csv", "parquet"], help="Override detection by file extension."
         )
 
     def handle(self, *args, study: str, model: str, file: str, format: str | None = None, **options):
@@ -31,5 +31,7 @@ class Command(BaseCommand):
         except ImportRefused as exc:
             raise CommandError(f"Nothing was imported.\n{exc}") from None
         self.stdout.write(
-            self.style.SUCCESS(f"Imported {count} response(s) for {model!r} in {target.slug!r}.")
+            self.style.SUCCESS(
+                f"Imported {count} response(s) for {model!r} in {target.slug!r} (read as {count.format_label})."
+            )
         )

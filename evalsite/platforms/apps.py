@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PlatformsConfig(AppConfig):
+    name = "evalsite.platforms"
+    verbose_name = "Crowd platforms"
