@@ -1,11 +1,21 @@
-"""Benchmark: Bradley-Terry with 1,000 bootstrap rounds on 1M votes among 20 models (issue 6).
+"""Benchmark: Bradley-Terry with 1,000 bootstrap rounds on 1M votes among 20 models (issues 6, 13).
 
 Compares the batched count-based fit in ``evalsite.analysis.bradley_terry`` with a
 straightforward baseline that refits a vote-level logistic regression (scipy L-BFGS on a sparse
 design) on every bootstrap resample. The baseline is timed on a few rounds and extrapolated to
 1,000; the output says so. Also times the style-controlled fit with its Poisson bootstrap.
 
+Issue 13 rows, each with its peak memory (numpy and Python allocations, by ``tracemalloc``):
+
+* the public ``bradley_terry()`` on a ratings table of ``--votes`` rows: prompt-clustered
+  bootstrap beside cluster-robust (sandwich) standard errors, and how far apart the two are;
+* the prompt-clustered bootstrap with ``--cluster-prompts`` distinct prompts (rounds drawn in
+  chunks: memory bounded whatever the number of prompts);
+* ``style_controlled()`` with prompt-clustered intervals on ``--style-votes`` votes (goal < 60 s at 1M).
+
 Run:  .venv/bin/python benchmarks/analysis.py [--votes 1000000] [--models 20] [--baseline-rounds 3]
+Small: .venv/bin/python benchmarks/analysis.py --votes 20000 --prompts 500 --rounds 100 \
+          --baseline-rounds 1 --style-votes 20000 --style-rounds 50 --cluster-prompts 20000
 """
 
 from __future__ import annotations
@@ -13,8 +23,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +36,12 @@ from scipy.optimize import minimize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evalsite.analysis.bradley_terry import _pair_cells, bootstrap_cells, fit_from_cells  # noqa: E402
+from evalsite.analysis.bradley_terry import (  # noqa: E402
+    _pair_cells,
+    bootstrap_cells,
+    bradley_terry,
+    fit_from_cells,
+)
 from evalsite.analysis.schema import make_ratings  # noqa: E402
 from evalsite.analysis.style import style_controlled  # noqa: E402
 
@@ -47,10 +64,81 @@ def make_votes(n_votes: int, n_models: int, n_prompts: int, seed: int = 0):
     return i, j, score, prompts, beta - beta.mean()
 
 
+def peak_rss_mb() -> float:
+    """The process's peak resident set size so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def timed(fn):
     start = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - start
+
+
+def measured(fn):
+    """(result, seconds, peak MB allocated while it ran) of ``fn()``; tracemalloc sees numpy's arrays."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    start = time.perf_counter()
+    try:
+        out = fn()
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    return out, seconds, peak
+
+
+def ratings_table(i, j, score, prompts, n_models: int, texts=None) -> pd.DataFrame:
+    """A ratings table as ``make_ratings`` returns it, built column-wise (1M rows in about a second)."""
+    n = len(i)
+    names = pd.Categorical.from_codes(np.r_[i, j], [f"m{k:02d}" for k in range(n_models)]).astype(str)
+    ids = np.arange(n).astype(str)
+    table = {
+        "rating_id": ids,
+        "comparison_id": ids,
+        "prompt_id": pd.Series(prompts).astype(str).to_numpy(),
+        "rater_id": "r",
+        "model_a": names[:n],
+        "model_b": names[n:],
+        "winner": np.where(score == 1.0, "A", np.where(score == 0.0, "B", "tie")).astype(object),
+        "left_side": "A",
+    }
+    if texts is not None:
+        table["text_a"], table["text_b"] = texts
+    return make_ratings(pd.DataFrame(table))
+
+
+def bt_clustered_row(i, j, score, prompts, n_models: int, rounds: int) -> None:
+    """The public fit on a ratings table: prompt bootstrap and sandwich side by side."""
+    ratings, t_table = timed(lambda: ratings_table(i, j, score, prompts, n_models))
+    result, seconds, peak = measured(lambda: bradley_terry(ratings, n_boot=rounds, seed=1))
+    rows = [r for r in result["rows"] if r["identified"]]
+    boot_se = np.array([r["elo_se"] for r in rows])
+    sandwich_se = np.array([r["elo_se_sandwich"] for r in rows])
+    ratio = sandwich_se / boot_se
+    print(
+        f"bradley_terry() on {len(ratings):,} votes, {result['n_prompts']:,} prompts: {rounds} prompt-clustered "
+        f"bootstrap rounds + cluster-robust sandwich SEs: {seconds:.2f}s, peak {peak:.0f} MB "
+        f"(table built in {t_table:.2f}s; mean SE {boot_se.mean():.2f} bootstrap vs {sandwich_se.mean():.2f} "
+        f"sandwich rating points, sandwich/bootstrap {ratio.min():.2f}-{ratio.max():.2f})"
+    )
+
+
+def cluster_memory_row(n_votes: int, n_models: int, n_prompts: int, rounds: int) -> None:
+    """The prompt-clustered bootstrap when (almost) every vote has its own prompt: bounded memory."""
+    i, j, score, _, _ = make_votes(n_votes, n_models, n_prompts, seed=3)
+    prompts = np.arange(n_votes) % n_prompts  # every prompt used when n_prompts <= n_votes
+    n_cells = 3 * n_models * n_models
+    cells = _pair_cells(i, j, score, n_models)
+    boot, seconds, peak = measured(
+        lambda: bootstrap_cells(cells, n_cells, n_boot=rounds, rng=np.random.default_rng(0), clusters=prompts)
+    )
+    all_at_once = rounds * len(np.unique(prompts)) * 8 / 2**20
+    print(
+        f"prompt-clustered bootstrap, {rounds} rounds over {len(np.unique(prompts)):,} prompts ({n_votes:,} votes): "
+        f"{seconds:.2f}s, peak {peak:.0f} MB (all rounds' weights at once would take {all_at_once:,.0f} MB)"
+    )
 
 
 def baseline_round(i, j, score, n_models, rng) -> np.ndarray:
@@ -73,8 +161,11 @@ def baseline_round(i, j, score, n_models, rng) -> np.ndarray:
     return fit.x - fit.x.mean()
 
 
-def style_benchmark(n_votes: int, n_models: int, n_boot: int, seed: int = 0) -> dict:
-    """Style-controlled fit + Poisson bootstrap on ``n_votes`` votes with real text features."""
+def style_benchmark(
+    n_votes: int, n_models: int, n_boot: int, seed: int = 0, bootstrap: str = "votes", n_prompts: int = 500
+) -> dict:
+    """Style-controlled fit + bootstrap (``"votes"``: Poisson per vote; ``"prompt"``: prompt-clustered)
+    on ``n_votes`` votes with real text features."""
     rng = np.random.default_rng(seed)
     words = np.array("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split())
     pool = []
@@ -101,7 +192,7 @@ def style_benchmark(n_votes: int, n_models: int, n_boot: int, seed: int = 0) -> 
             {
                 "rating_id": np.arange(n_votes),
                 "comparison_id": np.arange(n_votes),
-                "prompt_id": ta % 500,
+                "prompt_id": rng.integers(0, n_prompts, n_votes),
                 "rater_id": "r",
                 "model_a": names[a],
                 "model_b": names[b],
@@ -112,10 +203,13 @@ def style_benchmark(n_votes: int, n_models: int, n_boot: int, seed: int = 0) -> 
             }
         )
     )
-    result, seconds = timed(lambda: style_controlled(ratings, n_boot=n_boot, seed=seed))
+    result, seconds, peak = measured(lambda: style_controlled(ratings, n_boot=n_boot, seed=seed, bootstrap=bootstrap))
     length = next(c for c in result["coefficients"] if c["feature"] == "length")
     return {
         "seconds": seconds,
+        "peak_mb": peak,
+        "n_prompts": result["n_prompts"],
+        "se_ratio": length["se_sandwich"] / length["se"],
         "length_raw": length["coef_raw"],
         "length_raw_ci": (length["raw_lo"], length["raw_hi"]),
     }
@@ -130,6 +224,10 @@ def main() -> None:
     parser.add_argument("--baseline-rounds", type=int, default=3)
     parser.add_argument("--style-votes", type=int, default=100_000)
     parser.add_argument("--style-rounds", type=int, default=1_000)
+    parser.add_argument("--style-prompts", type=int, default=5_000)
+    parser.add_argument("--clustered-style-votes", type=int, default=1_000_000)
+    parser.add_argument("--clustered-style-rounds", type=int, default=1_000)
+    parser.add_argument("--cluster-prompts", type=int, default=1_000_000)
     args = parser.parse_args()
     m, n_cells = args.models, 3 * args.models * args.models
 
@@ -189,6 +287,22 @@ def main() -> None:
         f"(length coef raw {style['length_raw']:.2f}, planted 1.50, 95% CI "
         f"{style['length_raw_ci'][0]:.2f}-{style['length_raw_ci'][1]:.2f})"
     )
+
+    # Issue 13: cluster-robust intervals, bounded memory, style with prompt-clustered intervals.
+    bt_clustered_row(i, j, score, prompts, m, args.rounds)
+    cluster_memory_row(args.cluster_prompts, m, args.cluster_prompts, args.rounds)
+    clustered = style_benchmark(
+        args.clustered_style_votes, m, args.clustered_style_rounds, bootstrap="prompt", n_prompts=args.style_prompts
+    )
+    print(
+        f"style-controlled fit + {args.clustered_style_rounds} prompt-clustered bootstrap rounds on "
+        f"{args.clustered_style_votes:,} votes ({clustered['n_prompts']:,} prompts): {clustered['seconds']:.2f}s "
+        f"(goal < 60 s at 1M votes), peak {clustered['peak_mb']:.0f} MB "
+        f"(length coef raw {clustered['length_raw']:.2f}, "
+        f"95% CI {clustered['length_raw_ci'][0]:.2f}-{clustered['length_raw_ci'][1]:.2f}; "
+        f"sandwich/bootstrap SE {clustered['se_ratio']:.2f})"
+    )
+    print(f"peak resident memory of the whole run: {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

@@ -74,9 +74,9 @@ def seed_ratings(cursor, study_id: int, teacher_id: int, other_id: int, n_compar
         f"""
         INSERT INTO {t["Rater"]} (study_id, platform, external_id, pseudonym, is_expert, platform_data,
                                   consented_at, blocked, blocked_reason, tasks_submitted, attention_passed,
-                                  attention_failed, too_fast, created_at)
+                                  attention_failed, attention_failures_forgiven, too_fast, created_at)
         SELECT %s, 'prolific', 'W' || g, md5('rater' || g)::varchar(24), false, '{{}}'::jsonb, now(),
-               g %% 50 = 0, '', %s, 0, 0, 0, now()
+               g %% 50 = 0, '', %s, 0, 0, 0, 0, now()
         FROM generate_series(1, %s) AS g
         """,
         [study_id, n_comparisons, n_raters],

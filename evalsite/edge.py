@@ -20,6 +20,9 @@ import math
 import re
 from typing import Any
 
+from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 MAX_JSON_DEPTH = 32
@@ -107,6 +110,42 @@ def decode(text: str | bytes, where: str) -> Any:
 def loads(text: str | bytes, where: str) -> Any:
     """:func:`decode`, then :func:`check_json` on the value."""
     return check_json(decode(text, where), where)
+
+
+class JSONFormField(forms.JSONField):
+    """A form's JSON field held to the edge rules: NaN / Infinity, an integer of thousands of
+    digits, deep nesting, a lone surrogate or NUL is a form error that says so, not a traceback or
+    a database error. For every JSON field a form shows, e.g. on a ``ModelAdmin``:
+    ``formfield_overrides = {models.JSONField: {"form_class": edge.JSONFormField}}``."""
+
+    def to_python(self, value):
+        try:
+            converted = super().to_python(value)
+        except RecursionError:
+            raise ValidationError(f"Nested more than {MAX_JSON_DEPTH} levels deep; flatten it.") from None
+        except ValueError:  # an integer of more digits than Python converts
+            raise ValidationError(
+                f"A number is too large; whole numbers must lie within ±{MAX_JSON_INT:,}."
+            ) from None
+        if self.disabled:
+            return converted
+        try:
+            return check_json(converted, "This field")
+        except EdgeError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def bound_data(self, data, initial):
+        # A refused value is shown again as typed: decoded, a lone surrogate could not be sent.
+        try:
+            value = super().bound_data(data, initial)
+        except (RecursionError, ValueError):
+            return InvalidJSONInput(data)
+        if not self.disabled and not isinstance(value, InvalidJSONInput):
+            try:
+                check_json(value, "This field")
+            except EdgeError:
+                return InvalidJSONInput(data)
+        return value
 
 
 def check_fields(values: dict) -> None:

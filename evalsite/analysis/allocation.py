@@ -1,8 +1,9 @@
 """Adaptive allocation of ratings across models: the sampling rule and its benchmark, in simulation.
 
-Not yet wired to the lease engine (``evalsite/rating/assignment.py``), which serves the
-least-rated comparison (uniform allocation). This module is the rule a hook there would call and
-the simulation that says what it would buy.
+The lease engine (``evalsite/rating/assignment.py``) calls :func:`allocation_probabilities` for a
+study with ``allocation = "adaptive"`` (its uniform path serves the least-rated comparison); this
+module also holds a fast simulation of the rule. ``benchmarks/allocation.py`` measures the same
+rule through the real engine.
 
 The rule (Chatbot Arena, Chiang et al. 2024, Eq. 9, applied to "each model against the teacher"):
 the next rating goes to model i with probability proportional to how much one more rating shrinks
@@ -15,9 +16,12 @@ prompts is what buys precision.
 
 Estimates: each model's P(>= teacher) is the plain mean of its own ratings, which all come from
 one comparison per prompt in the engine's order whatever the allocation; the allocation changes
-only how many each model gets. Per-model inverse-probability weights would all be equal within a
-model, so they change nothing here; they matter for estimators that pool pairs with a common
-weighting (Chatbot Arena's win matrix), not for per-model means or the Bradley-Terry likelihood.
+only how many each model gets, from past ratings, so each rating's error has mean zero given the
+past and the per-model mean's estimating equation is unbiased (a martingale argument, spelled out
+in ``evalsite/rating/assignment.py``). Inverse-probability weights (the engine records each
+lease's probability, exported as ``selection_probability``) keep that property but add variance;
+they matter for estimators that pool pairs with one common weighting (Chatbot Arena's win matrix),
+not for per-model means or the Bradley-Terry likelihood.
 :func:`simulate_allocation` checks the coverage of the report's interval at the stop.
 """
 

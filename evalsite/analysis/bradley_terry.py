@@ -26,6 +26,7 @@ What the fit will not pretend (issue 13):
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,7 @@ _DENSE_LIMIT = 20_000_000
 
 
 class ConvergenceWarning(UserWarning):
-    """A fit stopped before converging; the result's ``warnings`` say which."""
+    """A fit stopped before converging (emitted, and also listed in the result's ``warnings``)."""
 
 
 def solve_batched(hess: np.ndarray, grad: np.ndarray) -> np.ndarray:
@@ -364,6 +365,7 @@ def bradley_terry(
         if not info["converged"][0] or not np.isfinite(point).all():
             result["converged"] = False
             warnings_.append(f"the fit did not converge in {info['iterations']} Newton steps; ratings not reported")
+            warnings.warn(f"bradley_terry: {warnings_[-1]}", ConvergenceWarning, stacklevel=2)
         beta_full[core] = point[:mc]
         enough = n_prompts >= min_prompts
         if not enough and (n_boot > 0 or sandwich):
@@ -381,6 +383,7 @@ def bradley_terry(
             stuck = int((~boot_info["converged"]).sum())
             if stuck:
                 warnings_.append(f"{stuck} of {n_boot} bootstrap rounds did not converge")
+                warnings.warn(f"bradley_terry: {warnings_[-1]}", ConvergenceWarning, stacklevel=2)
         if enough and sandwich and result["converged"]:
             se_sandwich = cluster_robust_se(cells, prompts[use], point, mc, position=position, l2=l2)
     result["too_few_prompts"] = mc >= 2 and n_prompts < min_prompts

@@ -215,6 +215,7 @@ def accuracy_vs_preference_figure(headline: dict):
                 label=label,
                 yerr=np.nan_to_num(err),
                 capsize=3,
+                error_kw={"ecolor": OKABE_ITO["black"]},
                 hatch=hatch,
                 edgecolor="white",
             )

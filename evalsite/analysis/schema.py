@@ -117,9 +117,7 @@ def check_not_null(df: pd.DataFrame, columns: Iterable[str], table: str = "ratin
             )
 
 
-def require_ratings(
-    ratings: pd.DataFrame, columns: Iterable[str], where: str, nullable: Iterable[str] = ()
-) -> None:
+def require_ratings(ratings: pd.DataFrame, columns: Iterable[str], where: str, nullable: Iterable[str] = ()) -> None:
     """Check, before any fit, that ``ratings`` has ``columns`` without missing values (and the
     ``nullable`` columns, which may have them).
 

@@ -20,13 +20,14 @@ With few votes per parameter, or style features that nearly determine which mode
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from .bradley_terry import DEFAULT_L2, ELO_SCALE, solve_batched, to_elo
+from .bradley_terry import DEFAULT_L2, ELO_SCALE, ConvergenceWarning, solve_batched, to_elo
 from .intervals import (
     ALPHA,
     CHUNK_ENTRIES,
@@ -126,11 +127,11 @@ def pair_features(ratings: pd.DataFrame, features: Iterable[str] = FEATURES) -> 
     Features are computed once per distinct text (many ratings share a response).
     """
     features = list(features)
-    texts = pd.unique(pd.concat([ratings["text_a"], ratings["text_b"]], ignore_index=True))
-    table = style_features(texts)[features]
-    table.index = texts
-    a = table.reindex(ratings["text_a"].to_numpy()).to_numpy()
-    b = table.reindex(ratings["text_b"].to_numpy()).to_numpy()
+    # One hash pass over both columns gives each rating's text codes (no string re-indexing).
+    codes, texts = pd.factorize(pd.concat([ratings["text_a"], ratings["text_b"]], ignore_index=True))
+    table = style_features(texts)[features].to_numpy()
+    n = len(ratings)
+    a, b = table[codes[:n]], table[codes[n:]]
     return pd.DataFrame((a - b) / (a + b + 1.0), columns=features, index=ratings.index)
 
 
@@ -440,6 +441,7 @@ def style_controlled(
         result["converged"] = False
         result["identified"] = False
         warnings_.append(f"the fit did not converge in {info['iterations']} Newton steps")
+        warnings.warn(f"style_controlled: {warnings_[-1]}", ConvergenceWarning, stacklevel=2)
     information, bread = _information(X, point, l2, null)
     vif = variance_inflation(information, m)
     if n < MIN_VOTES_PER_PARAMETER * n_params:

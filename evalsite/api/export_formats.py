@@ -56,6 +56,8 @@ RATING_COLUMNS: tuple[Column, ...] = (
     Column("model_b", "comparison__response_b__model__alias", "text"),
     Column("role_b", "comparison__response_b__model__role", "enum"),
     Column("left_side", "assignment__left_side", "enum"),
+    # Adaptive allocation: P(this comparison's model pair was drawn) at lease time; empty = uniform.
+    Column("selection_probability", "assignment__selection_probability"),
     Column("winner", "winner", "enum"),
     Column("strength", "strength"),
     Column("style", "style", "json"),

@@ -252,8 +252,8 @@ def stream_json_lines(rows: Iterable[dict]) -> Iterator[bytes]:
     return _jsonl_lines(rows)
 
 
-
 # --- the endpoints ------------------------------------------------------------------------------
+
 
 class ParquetRenderer(_PassthroughRenderer):
     media_type = "application/vnd.apache.parquet"

@@ -79,13 +79,17 @@ class StudySerializer(serializers.ModelSerializer):
             "attention_check_rate",
             "min_seconds_per_task",
             "max_attention_failures",
+            "allocation",
+            "target_halfwidth",
+            "stop_when_precise",
+            "stopped_reason",
             "completion_code",
             "completion_url",
             "rating_form",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["created_at", "updated_at"]
+        read_only_fields = ["stopped_reason", "created_at", "updated_at"]
 
     def validate_slug(self, value: str) -> str:
         # Rater links and pseudonyms are derived from the slug; renaming would split raters.
@@ -297,3 +301,9 @@ class ActionResultSerializer(serializers.Serializer):
     status = serializers.CharField()
     detail = serializers.CharField()
     result = serializers.JSONField(required=False)
+
+
+class ExpertInvitationSerializer(serializers.Serializer):
+    """The body of ``invite-expert``: an optional label for the expert (shown to researchers only)."""
+
+    label = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")

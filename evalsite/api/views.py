@@ -50,6 +50,7 @@ from .permissions import IsResearcher, StudyWriteAccess, can_change_study, visib
 from .serializers import (
     ActionResultSerializer,
     ComparisonSerializer,
+    ExpertInvitationSerializer,
     GenerationJobSerializer,
     LanguageModelSerializer,
     PromptSerializer,
@@ -201,14 +202,16 @@ class StudyViewSet(viewsets.ModelViewSet):
         return self._transition(actions.close_study)
 
     @extend_schema(
-        request=inline_serializer("ExpertInvitation", {"label": serializers.CharField(required=False, max_length=100)}),
+        request=ExpertInvitationSerializer,
         responses={201: ActionResultSerializer, 409: _ACTION_RESPONSE[409]},
         summary="Invite an expert rater: a personal link, their own slots, correctness required",
     )
     @action(detail=True, methods=["post"], url_path="invite-expert")
     def invite_expert(self, request, slug=None):
         study = self.get_object()
-        label = str(request.data.get("label", ""))[:100]
+        body = ExpertInvitationSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        label = body.validated_data["label"]
         invitation = run_action(rating_actions.invite_expert, study, request.user, name=label)
         link = request.build_absolute_uri(invitation.path)
         return APIResponse(

@@ -28,7 +28,8 @@ SAMPLE_ANSWERS = (
 def sample_comparison() -> SimpleNamespace:
     """A stand-in comparison (prompt and two answers) for a study that has none yet."""
     return SimpleNamespace(
-        prompt=SimpleNamespace(text=SAMPLE_PROMPT),
+        # A single-turn prompt: no earlier turns to show above it.
+        prompt=SimpleNamespace(text=SAMPLE_PROMPT, parent_id=None, history=[], turn=1),
         response_a=SimpleNamespace(text=SAMPLE_ANSWERS[0]),
         response_b=SimpleNamespace(text=SAMPLE_ANSWERS[1]),
     )

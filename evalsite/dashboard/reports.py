@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
@@ -50,14 +51,22 @@ class ReportOptions:
     def from_query(cls, query) -> ReportOptions:
         """Options from a request's GET/POST (``flagged=1``, ``attention=1``); bootstrap rounds
         and the minimum number of prompts behind an interval from the ``REPORT_BOOTSTRAP_ROUNDS``
-        and ``REPORT_MIN_PROMPTS`` settings (``EVALSITE_REPORT_BOOTSTRAP_ROUNDS``,
-        ``EVALSITE_REPORT_MIN_PROMPTS``)."""
+        setting (``EVALSITE_REPORT_BOOTSTRAP_ROUNDS``) and :func:`report_min_prompts`."""
         return cls(
             include_flagged=query.get("flagged") == "1",
             include_attention=query.get("attention") == "1",
             n_boot=int(settings.REPORT_BOOTSTRAP_ROUNDS),
-            min_prompts=int(getattr(settings, "REPORT_MIN_PROMPTS", 10)),
+            min_prompts=report_min_prompts(),
         )
+
+
+def report_min_prompts() -> int:
+    """The fewest prompts behind a reported interval: the ``REPORT_MIN_PROMPTS`` setting, else the
+    ``EVALSITE_REPORT_MIN_PROMPTS`` environment variable, else 10."""
+    value = getattr(settings, "REPORT_MIN_PROMPTS", None)
+    if value is None:
+        value = os.environ.get("EVALSITE_REPORT_MIN_PROMPTS", "10")
+    return max(1, int(value))
 
 
 def cached_report(study: Study, options: ReportOptions) -> StudyReport | None:

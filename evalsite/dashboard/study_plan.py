@@ -222,9 +222,13 @@ def study_plan(study: Study, data: Mapping | None = None, ratings=None) -> dict[
                 ),
                 **costs(design, max(needed - done, 0)),
             }
-    if study.status == Study.Status.CLOSED:
+    if study.status == Study.Status.CLOSED and study.stopped_reason:
+        progress["why_stopped"] = study.stopped_reason
+    elif study.status == Study.Status.CLOSED:
         progress["why_stopped"] = (
-            status["reason"] if status["may_stop"] else "Closed by the researcher before the stopping rule was met."
+            "Closed by the researcher. " + status["reason"]
+            if status["may_stop"]
+            else "Closed by the researcher before the stopping rule was met."
         )
     out = {
         **result,
@@ -303,3 +307,30 @@ def plan_panel(study: Study, query: Mapping) -> dict[str, Any]:
         row["cs_lo"] = statuses[row["model"]]["p_geq_cs_lo"]
         row["cs_hi"] = statuses[row["model"]]["p_geq_cs_hi"]
     return panel
+
+
+def close_if_rule_met(study: Study, ratings=None) -> str | None:
+    """Close a live ``study`` when its stopping rule is met; the reason it closed, else None.
+
+    The rule is the study page's (:func:`evalsite.analysis.stopping.stopping_status`): every model
+    is at ``study.target_halfwidth`` (when set) or answered (its anytime-valid confidence sequence
+    excludes parity), with at least ``MIN_PROMPTS`` prompts rated each, and every non-teacher model
+    has been rated. The lease engine calls this after submits (``assignment.maybe_stop``) for a
+    study with ``stop_when_precise``; it closes through :func:`evalsite.studies.actions.close_study`.
+    """
+    from evalsite.studies.actions import ActionError, close_study
+
+    if ratings is None:
+        ratings = load_plan_ratings(study)
+    design, _, _ = study_design(study)
+    status = stopping_status(ratings, target_halfwidth=study.target_halfwidth, planned_se=_sequence_se(design))
+    expected = LanguageModel.real.filter(study=study).exclude(role=LanguageModel.Role.TEACHER).count()
+    if not status["may_stop"] or len(status["models"]) < expected:
+        return None
+    done = _usable_crowd_ratings(ratings)
+    reason = f"After {done} crowd ratings: {status['reason'].removeprefix('The study may stop. ')}"
+    try:
+        close_study(study, None, reason=reason)
+    except ActionError:
+        return None  # paused or closed meanwhile
+    return reason

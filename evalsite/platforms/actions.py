@@ -269,7 +269,7 @@ def _publish_prolific(study, actor, entry_url, reward, minutes, total, descripti
     token_env = token_env or (existing.token_env if existing and existing.token_env else default_token_env(study.slug))
     if problem := check_token_env(token_env):
         raise ActionError(problem)
-    failed_code = f"{study.completion_code}-QC"[:64]
+    failed_code = study.failed_quality_code
     config = {
         "description": description,
         "completion_code": study.completion_code,

@@ -29,8 +29,10 @@ OPS = ("publish", "sync", "review", "bonuses", "pay-bonuses", "resolve-bonus", "
 
 
 class PublishSerializer(serializers.Serializer):
-    reward_cents = serializers.IntegerField(min_value=1, required=False, help_text="Per participant, cents/pence.")
-    estimated_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60, required=False)
+    # Optional (publishing a Prolific draft needs neither); missing, the action says what it needs.
+    reward_cents = serializers.IntegerField(min_value=1, required=False, default=None,
+                                            help_text="Per participant, cents/pence.")
+    estimated_minutes = serializers.IntegerField(min_value=1, max_value=24 * 60, required=False, default=None)
     places = serializers.IntegerField(min_value=1, max_value=100_000, required=False, allow_null=True)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     token_env = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")

@@ -1,8 +1,10 @@
 """How many places (Prolific) or assignments (MTurk) a study needs.
 
 Places = crowd ratings needed / tasks a participant really rates (``tasks_per_rater`` less the
-share of attention checks), rounded up. When the planner (``evalsite.analysis.planning``) lands,
-:func:`ratings_needed` is the one place to ask it instead of the study's fixed redundancy.
+share of attention checks), rounded up. Crowd ratings needed: k on every comparison, or, when the
+study states a target half-width, what the planner (``evalsite.analysis.planning``, fed with the
+study's design and its ratings so far) says reaches it, capped by k on every comparison, since the
+engine never serves more than that.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def ratings_total(study: Study) -> int:
     return study.comparisons.filter(is_attention_check=False).count() * study.redundancy
 
 
-def ratings_needed(study: Study) -> int:
+def _missing_at_k(study: Study) -> int:
     """Crowd ratings still missing: k less what is submitted or leased, over the real comparisons."""
     missing = (
         study.comparisons.filter(is_attention_check=False)
@@ -43,8 +45,33 @@ def ratings_needed(study: Study) -> int:
     return int(missing or 0)
 
 
+def planned_to_target(study: Study) -> int | None:
+    """Crowd ratings still to collect to reach the study's target half-width, by the planner
+    (``None`` without a target, or when the planner cannot answer for this design)."""
+    if not study.target_halfwidth:
+        return None
+    from evalsite.dashboard.study_plan import PlanInputError, study_plan
+
+    try:
+        plan = study_plan(study, {"target_halfwidth": study.target_halfwidth})
+    except (PlanInputError, ValueError):
+        return None
+    to_target = plan["progress"].get("to_target")
+    return int(to_target["ratings"]) if to_target else None
+
+
+def ratings_needed(study: Study) -> int:
+    """Crowd ratings still missing: k on every comparison, or fewer when the planner says fewer
+    reach the study's target half-width."""
+    missing = _missing_at_k(study)
+    planned = planned_to_target(study)
+    return missing if planned is None else min(missing, planned)
+
+
 def initial_places(study: Study) -> int:
-    return max(1, places_for(ratings_total(study), study))
+    planned = planned_to_target(study)
+    ratings = ratings_total(study) if planned is None else min(ratings_total(study), planned)
+    return max(1, places_for(ratings, study))
 
 
 def more_places(link, holding: int) -> int:

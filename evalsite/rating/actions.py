@@ -14,7 +14,10 @@ the admin shows as a message and the API answers as a 400/403/409. ``actor`` is 
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Count, F, Q
@@ -24,8 +27,11 @@ from evalsite.studies.actions import check_can_change
 from evalsite.studies.errors import ActionConflict
 from evalsite.studies.models import Comparison, Study
 
+from . import assignment as engine
 from .assignment import release_live_lease
 from .models import Assignment, Rater, Rating
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CounterChange", "Invitation", "block_rater", "invite_expert", "repair_counters", "unblock_rater"]
 
@@ -220,3 +226,44 @@ def repair_counters(*, dry_run: bool = False, study: Study | None = None) -> lis
     with transaction.atomic():
         changes += _repair(Rater, raters, RATER_COUNTERS, rater_labels, dry_run)
     return changes
+
+
+# --- a rater's submit ------------------------------------------------------------------------------
+
+
+def submit_rating(token: str, rater: Rater, payload: engine.RatingInput, *, now: datetime | None = None) -> Rating:
+    """Store a rater's rating (the engine's idempotent submit), then let the study's stopping rule
+    close it when it asks to. The engine raises as :func:`.assignment.submit` documents."""
+    rating = engine.submit(token, rater, payload, now=now)
+    maybe_stop(rating.study_id)
+    return rating
+
+
+# A study with ``stop_when_precise`` checks its stopping rule after a submit at most this often per
+# process: the check reads every rating of the study, the rule needs no faster reaction.
+STOP_CHECK_SECONDS = 30.0
+_last_stop_check: dict[int, float] = {}
+
+
+def maybe_stop(study_id: int) -> str | None:
+    """After a submit: close the study if it asks to stop when precise and its rule is met.
+
+    Returns the reason when it closed the study. Throttled per process and study; a failure of the
+    check is logged, never passed on to the rater whose rating is already stored.
+    """
+    last = _last_stop_check.get(study_id)
+    if last is not None and time.monotonic() - last < STOP_CHECK_SECONDS:
+        return None
+    _last_stop_check[study_id] = time.monotonic()
+    study = Study.objects.filter(pk=study_id, stop_when_precise=True, status=Study.Status.LIVE).first()
+    if study is None:
+        return None
+    # Imported here: the rule reads ratings with pandas, which the rater's web process need not load
+    # until a study asks to stop on its own.
+    from evalsite.dashboard.study_plan import close_if_rule_met
+
+    try:
+        return close_if_rule_met(study)
+    except Exception:  # noqa: BLE001 (the rating is stored; the next check tries again)
+        logger.exception("Stopping rule check failed for study %s", study.slug)
+        return None

@@ -22,6 +22,22 @@ The rater's row is locked first in every transaction, which serializes one rater
 unique constraints on :class:`Assignment` (one lease per rater×comparison, one live lease per
 rater) are the last line of defence, not the mechanism.
 
+Adaptive allocation (``study.allocation == "adaptive"``, crowd leases only): the lease first draws
+an *arm* (a model pair of the study: each model against the teacher) with the probabilities of
+:func:`evalsite.analysis.allocation.allocation_probabilities`, from per-arm counts and variance
+estimates cached per process (:func:`arm_state`), then runs the same single-statement pick
+restricted to that arm; the drawn arm's probability is stored on the assignment
+(``selection_probability``, in the export). The uniform path is unchanged. Why each model's plain
+mean of P(≥ teacher) stays unbiased without weights: the draw decides only *which model* gets the
+next rating, from past ratings, never which prompt (within an arm the engine's order stays: least
+rated first, random among equals) nor the outcome. So for each rating t of model i,
+E[y_t − p_i | everything before t, arm_t = i] = 0, and Σ_t 1{arm_t = i}(y_t − p_i) is a
+martingale with mean zero: the estimating equation of the per-model mean (and, likewise, of the
+Bradley–Terry likelihood, whose score is a sum of such terms) is unbiased under any allocation that
+depends on the past only. Weighting each term by 1/π_t, which is also decided before the rating,
+keeps it unbiased but adds variance, so the report does not weight; the probabilities are exported
+for estimators that pool pairs with one common weighting (Chatbot Arena's win matrix).
+
 Lock order is always rater → assignment → comparison; the sweep takes assignments (skipping locked
 ones) then comparisons in id order. Nothing waits for a lock while holding a comparison lock it
 picked, so these transactions cannot deadlock.
@@ -37,10 +53,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
-from evalsite.studies.models import Comparison, Study
+from evalsite.studies.models import Comparison, LanguageModel, Response, Study
 
 from . import quality
 from .models import Assignment, Rater, Rating
@@ -144,9 +160,12 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
             return None
 
         comparison_id = None
+        probability = None
         expert = locked.is_expert
         if not expert and study.attention_check_rate > 0 and random.random() < study.attention_check_rate:
             comparison_id = _take(rater, study, attention=True)
+        if comparison_id is None and not expert and study.allocation == Study.Allocation.ADAPTIVE:
+            comparison_id, probability = _take_adaptive(rater, study)
         if comparison_id is None:
             comparison_id = _take(rater, study, attention=False, expert=expert)
         if comparison_id is None:
@@ -163,6 +182,7 @@ def _lease_once(rater: Rater, study: Study, now: datetime) -> Assignment | None:
             leased_at=now,
             expires_at=now + timedelta(seconds=seconds),
             expert=expert,
+            selection_probability=probability,
         )
 
 
@@ -239,7 +259,8 @@ def _open_in_study(study: Study, expert: bool) -> int:
 # recompiled by the ORM on every lease. The same statement runs on PostgreSQL and SQLite (3.35+ for
 # RETURNING); only the locking clause differs. It picks the least-rated eligible comparison and
 # counts the new live lease on it in one round trip. ``{window}`` is either empty (the full query)
-# or the fast-path filter.
+# or the fast-path filter. ``{arm_c}`` / ``{arm_w}`` are empty except for adaptive allocation,
+# which restricts the same pick to the comparisons of one model pair (:func:`_take_adaptive`).
 _TAKE_SQL = """
 UPDATE {comparison} SET {live} = {live} + 1
 WHERE id = (
@@ -247,7 +268,7 @@ WHERE id = (
     WHERE c.study_id = %(study)s AND c.is_attention_check = %(attention)s {pool_c}
       AND c.{submitted} + c.{live} < %(bound)s
       AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.rater_id = %(rater)s AND a.comparison_id = c.id)
-      {window}
+      {arm_c}{window}
     ORDER BY c.{submitted}, c.{live}, RANDOM()
     LIMIT 1 {lock})
   AND {submitted} + {live} < %(bound)s
@@ -258,13 +279,21 @@ _WINDOW_SQL = """AND c.id IN (
         WHERE w.study_id = %(study)s AND w.is_attention_check = %(attention)s {pool_w}
           AND w.{submitted} + w.{live} < %(bound)s
           AND NOT EXISTS (SELECT 1 FROM {assignment} a WHERE a.rater_id = %(rater)s AND a.comparison_id = w.id)
+          {arm_w}
         ORDER BY w.{submitted} LIMIT %(window)s)"""
+# One model pair's comparisons, in either storage order (two primary-key lookups per row).
+_ARM_SQL = """AND EXISTS (
+        SELECT 1 FROM {response} ra, {response} rb
+        WHERE ra.id = {x}.response_a_id AND rb.id = {x}.response_b_id
+          AND ((ra.model_id = %(arm_a)s AND rb.model_id = %(arm_b)s)
+               OR (ra.model_id = %(arm_b)s AND rb.model_id = %(arm_a)s)))
+      """
 _NO_BOUND = 2**31 - 1  # attention checks are not bound by k
-_take_sql_cache: dict[tuple[str, bool, bool], str] = {}
+_take_sql_cache: dict[tuple[str, bool, bool, bool], str] = {}
 
 
-def _take_sql(windowed: bool, expert: bool) -> str:
-    key = (connection.vendor, windowed, expert)
+def _take_sql(windowed: bool, expert: bool, arm: bool = False) -> str:
+    key = (connection.vendor, windowed, expert, arm)
     if key not in _take_sql_cache:
         live, submitted = counter_columns(expert)
         names = {
@@ -275,6 +304,9 @@ def _take_sql(windowed: bool, expert: bool) -> str:
             "pool_c": "AND c.expert_pool" if expert else "",
             "pool_w": "AND w.expert_pool" if expert else "",
         }
+        response = Response._meta.db_table
+        names["arm_c"] = _ARM_SQL.format(response=response, x="c") if arm else ""
+        names["arm_w"] = _ARM_SQL.format(response=response, x="w") if arm else ""
         lock = "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
         window = _WINDOW_SQL.format(**names) if windowed else ""
         _take_sql_cache[key] = _TAKE_SQL.format(window=window, lock=lock, **names)
@@ -286,7 +318,9 @@ def counter_columns(expert: bool) -> tuple[str, str]:
     return ("n_expert_live", "n_expert_submitted") if expert else ("n_live", "n_submitted")
 
 
-def _take(rater: Rater, study: Study, *, attention: bool, expert: bool = False) -> int | None:
+def _take(
+    rater: Rater, study: Study, *, attention: bool, expert: bool = False, arm: tuple[int, int] | None = None
+) -> int | None:
     """Take a slot on the least-rated comparison this rater may see; its id, or ``None``.
 
     Eligible: in the study, of the asked kind, not yet leased to this rater, and (unless it is an
@@ -295,7 +329,8 @@ def _take(rater: Rater, study: Study, *, attention: bool, expert: bool = False) 
     Order: fewest submitted ratings, then fewest live leases, then random. The fast path looks
     only at a window of the least-rated eligible comparisons (an index range on
     ``comparison_pool_idx``), so a lease does not sort the whole study; when everything in the
-    window is locked by other raters, the full query runs.
+    window is locked by other raters, the full query runs. ``arm`` (two model ids) restricts the
+    pick to that model pair's comparisons (adaptive allocation); the order within stays the same.
     """
     params = {
         "study": study.pk,
@@ -304,13 +339,186 @@ def _take(rater: Rater, study: Study, *, attention: bool, expert: bool = False) 
         "rater": rater.pk,
         "window": PICK_WINDOW,
     }
+    if arm is not None:
+        params["arm_a"], params["arm_b"] = arm
     with connection.cursor() as cursor:
         for windowed in (True, False):
-            cursor.execute(_take_sql(windowed, expert), params)
+            cursor.execute(_take_sql(windowed, expert, arm is not None), params)
             row = cursor.fetchone()
             if row is not None:
                 return row[0]
     return None
+
+
+# --- adaptive allocation ---------------------------------------------------------------------------
+# Per process and study, the arms' counts and variance estimates are recomputed at most this often:
+# the rule needs where each model stands, not the last rating (the same staleness as _open_in_study).
+ALLOCATION_REFRESH_SECONDS = 5.0
+# Share of every draw spread uniformly over the arms with room: each keeps a known, positive chance.
+ALLOCATION_MIX = 0.2
+
+
+@dataclass
+class ArmState:
+    """Where each arm (a model pair: each model against the teacher) of an adaptive study stands.
+
+    ``keys`` are (lower model id, higher model id); ``probabilities`` the chance that the next
+    lease draws each arm (zero only for an arm with no open comparison); ``arm_of`` maps a
+    comparison to its arm (for leases that fell back to the unrestricted pick).
+    """
+
+    at: float
+    keys: list[tuple[int, int]]
+    probabilities: list[float]
+    arm_of: dict[int, int]
+    rows: list[dict] = field(default_factory=list)
+
+
+_arm_states: dict[int, ArmState] = {}
+
+
+def arm_state(study: Study, *, refresh: bool = False) -> ArmState:
+    """The study's arms and draw probabilities, recomputed every ALLOCATION_REFRESH_SECONDS."""
+    state = _arm_states.get(study.pk)
+    if refresh or state is None or time.monotonic() - state.at >= ALLOCATION_REFRESH_SECONDS:
+        state = _compute_arm_state(study)
+        _arm_states[study.pk] = state
+    return state
+
+
+def forget_arm_state(study_id: int | None = None) -> None:
+    """Drop the cached arm statistics (of one study, or all): the next lease recomputes them."""
+    if study_id is None:
+        _arm_states.clear()
+    else:
+        _arm_states.pop(study_id, None)
+
+
+def _compute_arm_state(study: Study) -> ArmState:
+    """Counts and variance estimates per arm from the study's crowd ratings, and the draw.
+
+    Per arm, the target quantity is P(the focal model is rated >= the other): the focal model is
+    the non-teacher side (of two non-teachers, the later one). Its standard error is clustered by
+    prompt and floored at the independent-ratings one at the Agresti-Coull centre, as in
+    :func:`evalsite.analysis.allocation._running_stats`. An arm is *wanted* while it has fewer
+    than ``MIN_PROMPTS`` prompts rated or its 95% half-width exceeds ``study.target_halfwidth``
+    (always, without a target); :func:`~evalsite.analysis.allocation.allocation_probabilities`
+    turns that into the draw.
+    """
+    import numpy as np
+
+    from evalsite.analysis.allocation import allocation_probabilities
+    from evalsite.analysis.planning import z_value
+    from evalsite.analysis.stopping import MIN_PROMPTS
+
+    teachers = set(
+        LanguageModel.objects.filter(study_id=study.pk, role=LanguageModel.Role.TEACHER).values_list("pk", flat=True)
+    )
+    comparisons = Comparison.objects.filter(study_id=study.pk, is_attention_check=False).values_list(
+        "pk", "prompt_id", "response_a__model_id", "response_b__model_id", "n_submitted", "n_live"
+    )
+    index: dict[tuple[int, int], int] = {}
+    arm_of: dict[int, int] = {}
+    focal_letter: dict[int, str] = {}
+    prompt_of: dict[int, int] = {}
+    room: list[bool] = []
+    for pk, prompt_id, model_a, model_b, submitted, live in comparisons.iterator(chunk_size=5000):
+        key = (min(model_a, model_b), max(model_a, model_b))
+        if key not in index:
+            index[key] = len(index)
+            room.append(False)
+        arm = index[key]
+        arm_of[pk] = arm
+        prompt_of[pk] = prompt_id
+        if model_b in teachers and model_a not in teachers:
+            focal_letter[pk] = "A"
+        elif model_a in teachers and model_b not in teachers:
+            focal_letter[pk] = "B"
+        else:
+            focal_letter[pk] = "A" if model_a > model_b else "B"
+        if submitted + live < study.redundancy:
+            room[arm] = True
+    # Per arm and prompt: ratings and ratings with the focal model >= the other.
+    cells: list[dict[int, list[float]]] = [{} for _ in index]
+    counts = (
+        Rating.objects.filter(
+            study_id=study.pk, comparison__is_attention_check=False, assignment__expert=False, flagged=False
+        )
+        .values("comparison_id", "winner")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in counts.iterator(chunk_size=5000):
+        pk = row["comparison_id"]
+        if pk not in arm_of:
+            continue
+        cell = cells[arm_of[pk]].setdefault(prompt_of[pk], [0.0, 0.0])
+        cell[0] += row["n"]
+        if row["winner"] in (Rating.Winner.TIE, Rating.Winner.BOTH_BAD, focal_letter[pk]):
+            cell[1] += row["n"]
+    z = z_value(0.05)
+    n = np.zeros(len(index))
+    variance = np.full(len(index), 0.25)
+    wanted = np.ones(len(index), dtype=bool)
+    rows = []
+    for arm, per_prompt in enumerate(cells):
+        halfwidth = float("inf")
+        if per_prompt:
+            ng, sg = np.array(list(per_prompt.values())).T
+            total = ng.sum()
+            mean = sg.sum() / total
+            g = len(ng)
+            var_cr = float(((sg - mean * ng) ** 2).sum()) / total**2 * (g / (g - 1) if g > 1 else 1.0)
+            shrunk = (sg.sum() + 2.0) / (total + 4.0)
+            se2 = max(var_cr, shrunk * (1.0 - shrunk) / total)
+            n[arm] = total
+            variance[arm] = se2 * total
+            halfwidth = z * se2**0.5
+            enough = g >= MIN_PROMPTS
+            wanted[arm] = not (enough and study.target_halfwidth is not None and halfwidth <= study.target_halfwidth)
+        rows.append({"n": int(n[arm]), "halfwidth": halfwidth, "room": room[arm], "wanted": bool(wanted[arm])})
+    has_room = np.array(room, dtype=bool)
+    if has_room.any():
+        probabilities = allocation_probabilities(n, variance, has_room, wanted, ALLOCATION_MIX).tolist()
+    else:
+        probabilities = [0.0] * len(index)
+    keys = list(index)
+    for row, key, p in zip(rows, keys, probabilities, strict=True):
+        row.update(arm=key, probability=p)
+    return ArmState(time.monotonic(), keys, probabilities, arm_of, rows)
+
+
+def _take_adaptive(rater: Rater, study: Study) -> tuple[int | None, float | None]:
+    """Adaptive allocation: draw an arm (model pair) from the cached probabilities, then run the
+    engine's pick restricted to it; the comparison id and the probability its arm had.
+
+    When the drawn arm has nothing eligible for this rater, the unrestricted pick runs instead;
+    that lease records its arm's draw probability, then a lower bound of its actual chance (the
+    fallback adds to it), or none when its arm was not open at the last refresh. ``(None, None)``:
+    no arm, or nothing left for this rater. k stays a cap: the restricted pick has the same bound.
+    """
+    state = arm_state(study)
+    if not state.keys:
+        return None, None
+    u = random.random()
+    chosen = None
+    for arm, p in enumerate(state.probabilities):
+        if p > 0:
+            chosen = arm
+            u -= p
+            if u < 0:
+                break
+    if chosen is None:
+        return None, None
+    comparison_id = _take(rater, study, attention=False, arm=state.keys[chosen])
+    if comparison_id is not None:
+        return comparison_id, state.probabilities[chosen]
+    comparison_id = _take(rater, study, attention=False)
+    if comparison_id is None:
+        return None, None
+    arm = state.arm_of.get(comparison_id)
+    probability = state.probabilities[arm] if arm is not None and state.probabilities[arm] > 0 else None
+    return comparison_id, probability
 
 
 def _expire(assignment: Assignment) -> None:

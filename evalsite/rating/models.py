@@ -78,6 +78,9 @@ class Assignment(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     # Which kind of slot the lease holds: an expert's (n_expert_*) or the crowd's (n_live/n_submitted).
     expert = models.BooleanField(default=False, db_default=False)
+    # Adaptive allocation only: the probability, at lease time, that this comparison's model pair
+    # was drawn (assignment.py). None: the uniform path (attention checks, experts, uniform studies).
+    selection_probability = models.FloatField(null=True, blank=True)
 
     class Meta:
         constraints = [

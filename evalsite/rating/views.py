@@ -30,6 +30,7 @@ from evalsite import edge
 from evalsite.studies.conversations import earlier_turns, is_conversation
 from evalsite.studies.models import Comparison, Study
 
+from . import actions as rating_actions
 from . import assignment as engine
 from .forms import RatingFormError, parse_rating, required_fields
 from .identity import (
@@ -223,7 +224,7 @@ def submit(request: HttpRequest, slug: str, token: str) -> HttpResponse:
         return _lost(request, study)
     try:
         payload = parse_rating(request.POST, study.rating_form, expert=rater.is_expert)
-        engine.submit(token, rater, payload)
+        rating_actions.submit_rating(token, rater, payload)
     except engine.LeaseExpired:
         return _go(request, "task", study, rater, "&expired=1")
     except engine.StudyNotLive as exc:
@@ -271,7 +272,7 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
     if rater is None:
         return _lost(request, study)
     if rater.blocked:
-        return _blocked(request, study)
+        return _blocked(request, study, rater)
     # The code is payment: only a rater who consented and did work earns it. Finished means the
     # quota is done, or the engine has no work left for them at all; a rater with no submitted task
     # never gets the code, and one whose remaining work is only leased by others waits for it.
@@ -286,7 +287,7 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
             if engine.lease_next(rater, study) is not None:
                 return _go(request, "task", study, rater)
             if rater.blocked:  # the engine refreshed the rater's row
-                return _blocked(request, study)
+                return _blocked(request, study, rater)
             if engine.work_held_by_others(rater, study):
                 return _wait(request, study, rater)
         if rater.tasks_submitted == 0:
@@ -317,16 +318,16 @@ def _wait_query(request: HttpRequest) -> str:
     return f"&wait={wait}" if wait.isdigit() else ""
 
 
-def _blocked(request: HttpRequest, study: Study) -> HttpResponse:
-    return render(
-        request,
-        "rating/message.html",
-        {
-            "study": study,
-            "message": "Thank you. You did not pass the attention checks, so there are no more tasks "
-            "for you. Please return this study on your platform.",
-        },
-    )
+def _blocked(request: HttpRequest, study: Study, rater: Rater) -> HttpResponse:
+    """No more tasks. A Prolific worker gets the study's failed-quality code, so their submission
+    reaches the researcher marked as such (Prolific's "failed QC" completion path)."""
+    message = "Thank you. You did not pass the attention checks, so there are no more tasks for you."
+    context = {"study": study, "message": message + " Please return this study on your platform."}
+    if rater.platform == Rater.Platform.PROLIFIC and study.completion_code:
+        code = study.failed_quality_code
+        context["message"] = message + f" Please submit with this code: {code}"
+        context["redirect_url"] = f"{PROLIFIC_COMPLETE}?{urlencode({'cc': code})}"
+    return render(request, "rating/message.html", context)
 
 
 # --- page context ----------------------------------------------------------------------------

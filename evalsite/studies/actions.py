@@ -359,6 +359,11 @@ def pause_study(study: Study, actor=None) -> Study:
     return _transition(study, actor, S.READY, only_from={S.LIVE}, verb="pause")
 
 
-def close_study(study: Study, actor=None) -> Study:
-    """Ready or live → closed."""
-    return _transition(study, actor, S.CLOSED)
+def close_study(study: Study, actor=None, *, reason: str = "") -> Study:
+    """Ready or live → closed. With ``reason`` (the study's stopping rule closing it: why), only a
+    live study closes and the reason is kept for the study page; a researcher's close records none."""
+    with transaction.atomic():
+        _transition(study, actor, S.CLOSED, only_from={S.LIVE} if reason else None, verb="close")
+        Study.objects.filter(pk=study.pk).update(stopped_reason=reason)
+    study.stopped_reason = reason
+    return study

@@ -178,7 +178,7 @@ class StudyAdmin(StudyScopedAdmin):
     list_filter = ("status", "pairing", "created_at")
     search_fields = ("slug", "title", "description")
     prepopulated_fields = {"slug": ("title",)}
-    readonly_fields = ("status", "prompt_summary", "created_at", "updated_at")
+    readonly_fields = ("status", "prompt_summary", "stopped_reason", "created_at", "updated_at")
     inlines = (LanguageModelInline, GenerationJobInline)
     actions = (
         "generate_responses",
@@ -213,6 +213,10 @@ class StudyAdmin(StudyScopedAdmin):
                     "max_attention_failures",
                 )
             },
+        ),
+        (
+            "Allocation and stopping",
+            {"fields": ("allocation", "target_halfwidth", "stop_when_precise", "stopped_reason")},
         ),
         ("Rating form", {"fields": RATING_FORM_FIELDS}),  # the builder; see get_fieldsets
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),

@@ -16,7 +16,10 @@ go through the related admin's scoped ``get_queryset``, and the study filter of 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.http import HttpRequest, HttpResponseRedirect
+
+from evalsite.edge import JSONFormField
 
 from .access import can_change_study, changeable_rows, visible_studies
 from .errors import ActionError
@@ -76,6 +79,9 @@ def scope_choices(db_field, request: HttpRequest, kwargs: dict) -> None:
 
 class StudyScopedAdmin(admin.ModelAdmin):
     study_path = "study"  # ORM path from a row to its study; "" for the Study admin itself
+    # JSON typed into the admin meets the same rules as the API's bodies (finite numbers, bounded
+    # depth, valid Unicode, no NUL): a value no store can hold is a form error, not a 500.
+    formfield_overrides = {models.JSONField: {"form_class": JSONFormField}}
 
     def changeform_view(self, request: HttpRequest, object_id=None, form_url="", extra_context=None):
         try:

@@ -307,6 +307,7 @@ def _our_prompt_row(v: dict) -> bool:
     keys = set(v)
     return (bool({"prompt", "text"} & keys) and not ({"uid", "turns"} & keys)) or keys <= OUR_PROMPT_COLUMNS
 
+
 PROMPT_FORMATS: tuple[Format, ...] = (
     Format(
         "evalsite",
@@ -444,6 +445,7 @@ def _our_answer_row(v: dict) -> bool:
     has_text = bool({"response", "text", "output"} & keys) and not ({"instruction", "messages", "choices"} & keys)
     return has_text or keys <= OUR_ANSWER_COLUMNS
 
+
 ANSWER_FORMATS: tuple[Format, ...] = (
     Format(
         "evalsite",
@@ -509,7 +511,8 @@ def detect(rows: list[tuple[int, dict]], formats: tuple[Format, ...], add: Calla
             fits = [f for f in formats if f.matches(values)]
             if len(fits) > 1:
                 both = " and ".join(f.label for f in fits)
-                add(line, f"ambiguous row: it fits {both}; remove the other format's columns")
+                add(line, f"ambiguous row: it fits {both}, so the file's format is unclear; remove the other "
+                          f"format's columns (formats looked for: {describe(formats)}; {_columns(values)})")
             else:
                 add(line, f"this row is in none of the formats looked for: {describe(formats)}; {_columns(values)}")
             return None
@@ -523,7 +526,7 @@ def detect(rows: list[tuple[int, dict]], formats: tuple[Format, ...], add: Calla
                       f"format looked for; {_columns(values)}")
         elif len(fits) > 1:
             both = " and ".join(f.label for f in fits)
-            add(line, f"ambiguous row: it fits {both}; remove the other format's columns")
+            add(line, f"ambiguous row: it fits {both}; remove the other format's columns ({_columns(values)})")
         else:
             add(line, f"this row is {fits[0].label}, but line {chosen_line} is {chosen.label}: use one format per file")
     return chosen

@@ -118,11 +118,15 @@ class StudyAdminForm(forms.ModelForm):
         fields = (  # what a researcher sets; the admin's fieldsets show them (rating_form: the builder)
             "title", "slug", "description", "owner", "shared_with", "instructions", "consent_text",
             "completion_code", "completion_url", "pairing", "redundancy", "tasks_per_rater", "lease_seconds",
-            "attention_check_rate", "min_seconds_per_task", "max_attention_failures",
+            "attention_check_rate", "min_seconds_per_task", "max_attention_failures", "allocation",
+            "target_halfwidth", "stop_when_precise",
         )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Added with issue 14: a form posted without it keeps the study's allocation (uniform if new).
+        if "allocation" in self.fields:  # a read-only page has no fields
+            self.fields["allocation"].required = False
         self.rating_form = None  # the composed form, once clean() found it valid
         self.rating_form_changed = False
         self.rating_form_frozen = self.instance.pk is not None and not design_editable(self.instance)
@@ -197,6 +201,9 @@ class StudyAdminForm(forms.ModelForm):
         if hasattr(errors, "error_dict") and "rating_form" in errors.error_dict:
             errors.error_dict.setdefault(NON_FIELD_ERRORS, []).extend(errors.error_dict.pop("rating_form"))
         super()._update_errors(errors)
+
+    def clean_allocation(self) -> str:
+        return self.cleaned_data.get("allocation") or self.instance.allocation or Study.Allocation.UNIFORM
 
     def study_fields(self, *, changed_only: bool = False) -> dict:
         """The study's fields as the actions take them: all of them, or only the changed ones."""

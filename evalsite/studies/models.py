@@ -100,6 +100,10 @@ class Study(models.Model):
         VS_TEACHER = "teacher", "Each model against the teacher"
         ALL_PAIRS = "all", "All pairs of models"
 
+    class Allocation(models.TextChoices):
+        UNIFORM = "uniform", "Uniform: the least-rated comparison first"
+        ADAPTIVE = "adaptive", "Adaptive: models whose interval is widest get more ratings"
+
     slug = models.SlugField(max_length=80, unique=True)
     title = models.CharField(max_length=200, help_text="Internal: for researchers; raters never see it.")
     public_title = models.CharField(
@@ -141,6 +145,28 @@ class Study(models.Model):
     max_attention_failures = models.PositiveSmallIntegerField(
         default=1, help_text="A rater who fails more attention checks than this is blocked."
     )
+    allocation = models.CharField(
+        max_length=10,
+        choices=Allocation.choices,
+        default=Allocation.UNIFORM,
+        help_text="How the lease engine spreads ratings over models (evalsite/rating/assignment.py). "
+        "Adaptive draws the model of each task with a known probability, recorded on the task.",
+    )
+    target_halfwidth = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001), MaxValueValidator(0.5)],
+        help_text="Target 95% half-width of each model's P(rated ≥ teacher), e.g. 0.05. Adaptive "
+        "allocation stops favouring a model once it is there; the stopping rule reads it.",
+    )
+    stop_when_precise = models.BooleanField(
+        default=False,
+        help_text="Close the study by itself once every model is at the target half-width or answered "
+        "(its anytime-valid confidence sequence excludes parity).",
+    )
+    stopped_reason = models.TextField(
+        blank=True, editable=False, help_text="Why the study closed itself; empty if a researcher closed it."
+    )
     completion_code = models.CharField(max_length=64, blank=True)
     completion_url = models.URLField(blank=True, help_text="Optional redirect after the last task.")
     rating_form = models.JSONField(default=default_rating_form)
@@ -159,6 +185,11 @@ class Study(models.Model):
         from django.urls import reverse
 
         return reverse("studies:home", kwargs={"slug": self.slug})
+
+    @property
+    def failed_quality_code(self) -> str:
+        """The completion code a rater who failed quality control gets (Prolific: "failed QC")."""
+        return f"{self.completion_code}-QC"[:64]
 
     def clean(self) -> None:
         # Unknown keys (a typo such as "correctnes") would silently drop a question.
@@ -266,8 +297,9 @@ class Prompt(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="prompts")
     source_id = models.CharField(max_length=200, help_text="The id in the imported file.")
     text = models.TextField(help_text="The (last) user turn the compared answers reply to.")
+    # Database defaults too: bulk SQL loaders (COPY, the benchmarks) need not know these columns.
     history = models.JSONField(
-        default=list, blank=True, help_text="Fixed earlier turns: [{role, content}], before the text."
+        default=list, db_default=[], blank=True, help_text="Fixed earlier turns: [{role, content}], before the text."
     )
     parent = models.ForeignKey(
         "self",
@@ -277,7 +309,7 @@ class Prompt(models.Model):
         related_name="next_turns",
         help_text="The previous turn, answered by each model itself (MT-bench's second turn).",
     )
-    turn = models.PositiveSmallIntegerField(default=1, help_text="1 for a single-turn prompt.")
+    turn = models.PositiveSmallIntegerField(default=1, db_default=1, help_text="1 for a single-turn prompt.")
     category = models.CharField(max_length=64, blank=True, db_index=True)
     reference_answers = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)

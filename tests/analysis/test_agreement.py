@@ -4,6 +4,7 @@ import pytest
 from evalsite.analysis.agreement import (
     agreement_summary,
     fleiss_kappa,
+    fleiss_kappa_details,
     krippendorff_alpha,
     leave_one_out_agreement,
     rater_quality,
@@ -35,8 +36,19 @@ def test_fleiss_kappa_textbook_example():
 
 def test_fleiss_kappa_perfect_and_unequal_counts():
     assert fleiss_kappa(np.array([[3, 0], [0, 3], [3, 0]])) == pytest.approx(1.0)
-    # The odd subject with 2 ratings is dropped; the rest agree perfectly.
-    assert fleiss_kappa(np.array([[3, 0], [0, 3], [1, 1]])) == pytest.approx(1.0)
+    # Generalised kappa: the item with 2 raters is used, not dropped. Observed agreement per item
+    # 1, 1, 0 (mean 2/3); chance: pi = (0.5, 0.5), 0.5; kappa = (2/3 - 1/2) / (1/2) = 1/3.
+    details = fleiss_kappa_details(np.array([[3, 0], [0, 3], [1, 1]]))
+    assert details["kappa"] == pytest.approx(1 / 3)
+    assert details["n_items"] == 3 and (details["raters_min"], details["raters_max"]) == (2, 3)
+    # Items rated once carry no agreement: left out, and counted.
+    once = fleiss_kappa_details(np.array([[3, 0], [0, 3], [1, 0]]))
+    assert once["kappa"] == pytest.approx(1.0) and (once["n_items"], once["n_items_total"]) == (2, 3)
+
+
+def test_generalised_kappa_equals_fleiss_when_counts_are_equal():
+    assert fleiss_kappa_details(FLEISS_TABLE)["kappa"] == pytest.approx(fleiss_kappa(FLEISS_TABLE))
+    assert fleiss_kappa_details(FLEISS_TABLE)["n_items"] == 10
 
 
 def test_krippendorff_alpha_known_value():

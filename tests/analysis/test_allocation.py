@@ -1,6 +1,6 @@
 """Adaptive allocation across models (issue 14, point 3), benchmarked in simulation.
 
-Not through the lease engine yet: the engine still serves least-rated first (the uniform arm).
+The rule's fast simulation; tests/rating/test_allocation_benchmark.py runs it through the lease engine.
 """
 
 import numpy as np

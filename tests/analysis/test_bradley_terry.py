@@ -100,10 +100,15 @@ def test_clustered_bootstrap_keeps_prompts_whole():
     assert np.all(boot.sum(axis=1) > 0)
 
 
-def test_separated_data_stays_finite():
+def test_separated_data_is_flagged_not_rated():
+    # x won all 5: no finite rating exists; the result gives a one-sided bound, not a prior's number.
     r = _ratings([("x", "y", "A")] * 5)
     res = bradley_terry(r, n_boot=50)
-    assert all(math.isfinite(v) for v in res["beta"]) and res["beta"][0] > 2
+    assert res["separated"] and "separation" in res["warnings"][0]
+    rows = {row["model"]: row for row in res["rows"]}
+    assert rows["x"]["status"] == "never_lost" and rows["x"]["elo"] is None and rows["x"]["bound"] == "lower"
+    assert rows["y"]["status"] == "never_won" and rows["y"]["bound"] == "upper"
+    assert "won all 5 of its votes" in rows["x"]["note"]
 
 
 def test_position_term_recovered(study):
@@ -117,9 +122,14 @@ def test_position_term_recovered(study):
 
 def test_interval_contains_estimate_and_ranks(study):
     res = bradley_terry(study.ratings, n_boot=200)
-    for row in res["rows"]:
+    rated = [row for row in res["rows"] if row["identified"]]
+    for row in rated:
         assert row["elo_lo"] <= row["elo"] <= row["elo_hi"]
-    assert [r["rank"] for r in res["rows"]] == list(range(1, len(res["rows"]) + 1))
+    assert [r["rank"] for r in rated] == list(range(1, len(rated) + 1))
+    # Attention checks pair the two attention "models" only with each other: separated, unranked.
+    unrated = {r["model"]: r for r in res["rows"] if not r["identified"]}
+    assert set(unrated) == {"attention-bad", "attention-good"}
+    assert all(r["status"] == "separated" and r["rank"] is None for r in unrated.values())
     assert to_elo(np.array([0.0]))[0] == 1000.0
 
 
@@ -128,6 +138,6 @@ def test_rejects_unknown_bootstrap():
         bradley_terry(_ratings([("x", "y", "A")]), bootstrap="jackknife")
 
 
-def test_empty_input():
-    res = bradley_terry(make_ratings(pd.DataFrame()), n_boot=10)
-    assert res["rows"] == [] and res["n_votes"] == 0
+def test_empty_input_is_refused_naming_the_columns():
+    with pytest.raises(ValueError, match="'model_a' / 'model_b'"):
+        bradley_terry(make_ratings(pd.DataFrame()), n_boot=10)

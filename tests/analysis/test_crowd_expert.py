@@ -73,11 +73,32 @@ def test_fooled_rate_by_hand():
     res = fooled_rates(ratings, responses, n_boot=200)
     # Crowd: c1 u1 (B, fooled), u2 (tie, fooled), u3 (A), u4 (both bad: not fooled); c2 u1 (B, fooled): 3/5.
     assert res["overall"]["crowd"]["estimate"] == pytest.approx(3 / 5)
-    # Experts: c1 e1 A; c2 e1 A, e2 A, e3 B (fooled): 1/4.
-    assert res["overall"]["expert"]["estimate"] == pytest.approx(1 / 4)
-    assert res["overall"]["gap"]["estimate"] == pytest.approx(3 / 5 - 1 / 4)
+    # Experts, each against a truth independent of them: c1 e1 (reference; A, not fooled). On c2
+    # (no reference) each expert is scored against the *other* experts: e1 and e2 each leave a
+    # 1-1 tie (not scored); e3 leaves e1 + e2 saying B is wrong, and chose B (fooled): 1/2.
+    assert res["overall"]["expert"]["estimate"] == pytest.approx(1 / 2)
+    assert res["overall"]["expert"]["n"] == 2 and res["expert_ratings_unscored"] == 2
+    assert res["overall"]["gap"]["estimate"] == pytest.approx(3 / 5 - 1 / 2)
     assert res["by_wrong_model"]["s"]["crowd"]["estimate"] == pytest.approx(3 / 5)
     assert res["truth_sources"] == {"reference": 1, "expert": 1}
+    # Split by truth source, with counts.
+    ref, exp = res["by_source"]["reference"], res["by_source"]["expert"]
+    assert (ref["crowd"]["estimate"], ref["crowd"]["n"]) == (pytest.approx(2 / 4), 4)
+    assert (ref["expert"]["estimate"], ref["expert"]["n"]) == (pytest.approx(0.0), 1)
+    assert (exp["crowd"]["estimate"], exp["crowd"]["n"]) == (pytest.approx(1.0), 1)
+    assert (exp["expert"]["estimate"], exp["expert"]["n"]) == (pytest.approx(1.0), 1)
+    assert ref["n_comparisons"] == 1 and exp["n_comparisons"] == 1
+
+
+def test_an_expert_is_never_scored_against_their_own_label():
+    ratings, responses = _tables()
+    # A lone expert on a comparison without references: no independent truth, so not scored,
+    # even though the (crowd-side) truth of that comparison is the expert's own verdict.
+    lone = ratings[~ratings["rater_id"].isin(["e2", "e3"]) | (ratings["comparison_id"] == "c1")]
+    res = fooled_rates(lone.reset_index(drop=True), responses, n_boot=0)
+    assert res["overall"]["expert"]["n"] == 1  # only c1, against the reference
+    assert res["by_source"]["expert"]["expert"]["n"] == 0
+    assert res["by_source"]["expert"]["crowd"]["n"] == 1  # the crowd is scored against the expert
 
 
 def test_error_flag_rate_by_hand():
@@ -85,7 +106,10 @@ def test_error_flag_rate_by_hand():
     res = error_flag_rates(ratings, responses, n_boot=0)
     # Wrong responses: s on c1 (5 ratings: u4 and e1 flag) and s on c2 (4 ratings: e1, e2 flag).
     assert res["wrong_responses"]["crowd"]["estimate"] == pytest.approx(1 / 5)
-    assert res["wrong_responses"]["expert"]["estimate"] == pytest.approx(3 / 4)
+    # Experts: e1 on c1 (reference) flags; on c2 only e3 has an independent truth (e1 + e2 say
+    # B is wrong) and does not flag it: 1/2.
+    assert res["wrong_responses"]["expert"]["estimate"] == pytest.approx(1 / 2)
+    assert res["by_source"]["reference"]["expert"]["n"] == 1 and res["by_source"]["expert"]["expert"]["n"] == 1
 
 
 def test_crowd_expert_gap_recovered(factual_study):

@@ -219,3 +219,42 @@ def test_owner_computes_small_studies_in_the_request_and_large_ones_on_the_worke
     done = client_for("owner").get(f"/api/v1/studies/{rated_study.slug}/analysis/?compute=true")
     assert done.status_code == 200 and done.json()["n_ratings"] > 0
     assert len(sent) == 1
+
+
+@pytest.mark.parametrize(
+    "body", ["null", "false", '"text"', "[1, 2]", '{"label": 5}', '{"label": "' + "x" * 101 + '"}']
+)
+def test_invite_expert_refuses_a_body_that_is_not_its_object(client_for, rated_study, body):
+    # Found by the randomized schema test: any JSON but an object was a 500.
+    response = client_for("owner").post(f"/api/v1/studies/{rated_study.slug}/invite-expert/", body,
+                                        content_type="application/json")
+    assert response.status_code in (400, 201) and (response.status_code == 201) == (body == '{"label": 5}')
+    assert rated_study.raters.filter(is_expert=True).count() == (body == '{"label": 5}')
+
+
+@pytest.mark.parametrize(
+    "url, headers",
+    [
+        ("ratings.jsonl?format=jsonl&winner=null", {}),
+        ("ratings.csv?format=csv&winner=null", {}),
+        ("preference-pairs.jsonl?format=jsonl&ties=sometimes", {}),
+        ("trl-pairs.jsonl?format=jsonl&prompt_format=yaml", {}),
+        ("trl-pairs.parquet?format=parquet&ties=sometimes", {}),
+        ("ratings.csv?bom=maybe", {"HTTP_ACCEPT": "text/csv"}),
+    ],
+)
+def test_export_refusals_are_json_whatever_format_was_asked_for(client_for, rated_study, url, headers):
+    # Found by the randomized schema test: a refusal was labelled as CSV, JSON Lines or Parquet.
+    response = client_for("owner").get(f"/api/v1/studies/{rated_study.slug}/{url}", **headers)
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert response.json()
+
+
+@pytest.mark.parametrize("platform", ["prolific", "mturk"])
+@pytest.mark.parametrize("body", ["{}", '{"places": 3}', '{"\\u00ecC": [], "x": -2.3e16}'])
+def test_publishing_without_reward_or_time_is_a_400(client_for, rated_study, platform, body):
+    # Found by the randomized schema test: a body without reward_cents / estimated_minutes was a 500.
+    response = client_for("owner").post(f"/api/v1/studies/{rated_study.slug}/platforms/{platform}/publish/", body,
+                                        content_type="application/json")
+    assert response.status_code in (400, 409), response.content[:300]
+    assert response["Content-Type"] == "application/json" and response.json()["detail"]

@@ -92,6 +92,14 @@ def test_alpaca_csv(study):
     assert study.prompts.filter(text="List three primary colours.").exists()
 
 
+def test_csv_with_list_columns_as_json_text(study, tmp_path):
+    path = tmp_path / "questions.csv"
+    path.write_text('question_id,category,turns\n7,writing,"[""Write a haiku."", ""Now make it rhyme.""]"\n')
+    result = import_prompts(study, path)
+    assert (result, result.format) == (2, "mt-bench")
+    assert prompts(study)["7:turn2"].text == "Now make it rhyme." and prompts(study)["7:turn2"].turn == 2
+
+
 def test_sharegpt_conversations(study):
     result = import_prompts(study, FIXTURES / "sharegpt.jsonl")
     assert (result, result.format, result.format_label) == (2, "sharegpt", "ShareGPT conversations")
@@ -126,6 +134,18 @@ def test_parquet_saved_by_datasets(study, tmp_path):
     result = import_prompts(study, tmp_path / "mt_bench.parquet")
     assert (result, result.format) == (6, "mt-bench")
     assert prompts(study)["81"].reference_answers == [] and prompts(study)["131:turn2"].reference_answers
+
+
+def test_chat_messages_in_parquet_saved_by_datasets(study, tmp_path):
+    """A chat dataset's ``messages`` column (a list of structs in Parquet) reads as OpenAI messages."""
+    datasets = pytest.importorskip("datasets")
+    rows = [json.loads(line) for line in (FIXTURES / "openai_messages.jsonl").read_text().splitlines()]
+    datasets.Dataset.from_list(rows).to_parquet(tmp_path / "chat.parquet")  # the second row's id: null
+    result = import_prompts(study, tmp_path / "chat.parquet")
+    assert (result, result.format) == (2, "openai-messages")
+    assert prompts(study)["chat-1"].history == [{"role": "system", "content": "You answer in one sentence."}]
+    other = study.prompts.get(text="Name another one.")
+    assert other.source_id.startswith("chat-") and other.turn == 2
 
 
 def test_our_own_rows_can_carry_a_history_and_a_parent(study, tmp_path):
@@ -191,7 +211,38 @@ def test_unknown_and_mixed_formats_are_refused_clearly(study, tmp_path):
     assert "line 1: this row is in none of the formats" in refused(import_prompts, study, both)
 
 
+def test_an_ambiguous_file_is_refused_naming_the_formats(study, tmp_path):
+    """A file whose every row fits two formats: the first such line, the formats it fits, all looked for."""
+    chat = [{"role": "user", "content": "Hi"}]
+    path = write(tmp_path, "ambiguous.jsonl", [
+        {"id": "x", "prompt": "Hi", "messages": chat},
+        {"id": "y", "prompt": "Hello", "messages": chat},
+    ])
+    message = refused(import_prompts, study, path)
+    assert ("ambiguous.jsonl: line 1: ambiguous row: it fits evalsite prompts and OpenAI chat messages, so the "
+            "file's format is unclear") in message
+    assert "formats looked for: evalsite prompts (id + prompt or text); OpenAI chat messages" in message
+    assert "its columns: id, messages, prompt" in message
+    assert "line 2" not in message  # the first line that fits no one format is named
+    # In a file whose format is clear, an ambiguous row is named on its own line.
+    mixed = write(tmp_path, "mixed.jsonl", [{"id": "x", "prompt": "Hi"}, {"id": "y", "prompt": "Hi", "messages": chat}])
+    message = refused(import_prompts, study, mixed)
+    assert "mixed.jsonl: line 2: ambiguous row: it fits evalsite prompts and OpenAI chat messages" in message
+
+
 # --- answers ------------------------------------------------------------------------------------
+
+
+def test_our_own_answer_rows(study, tmp_path):
+    import_prompts(study, FIXTURES / "mt_bench_question.jsonl")
+    path = write(tmp_path, "ours.jsonl", [
+        {"id": "81", "response": "Tokyo trip."},
+        {"id": "81:turn2", "text": "Tokyo trip, in t-words."},
+        {"id": "81", "output": "Another sample.", "sample_index": 1},
+    ])
+    result = import_responses(model(study), path)
+    assert (result, result.format, result.format_label) == (3, "evalsite", "evalsite answers")
+    assert Response.objects.get(prompt__source_id="81:turn2").text == "Tokyo trip, in t-words."
 
 
 def test_mt_bench_answers_fill_every_turn(study):

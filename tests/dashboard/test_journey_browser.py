@@ -151,7 +151,7 @@ def test_blank_study_to_a_finding(browser, live_server, django_user_model, tmp_p
     page.click("#report-link")
     page.wait_for_selector("#crowd-vs-expert")
     text = page.inner_text("body")
-    assert "(3 crowd, 2 expert)" in text
+    assert "(3 crowd, 2 expert, " in text
     shot(page, "4-report")
     for context in (researcher, crowd, expert.context):
         context.close()

@@ -10,7 +10,13 @@ from django.core.management import call_command
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-HEADLINE = re.compile(r"crowd raters preferred or tied the wrong answer in \d+% of ratings")
+# E.g. "... in 25% [8, 52] of 12 ratings on 12 prompts" (an interval, marked when it is Wilson's).
+HEADLINE = re.compile(
+    r"crowd raters preferred or tied the wrong answer in \d+%(?: \[\d+, \d+\])?(?: \(Wilson[^)]*\))? of \d+ ratings?"
+)
+FINDING = re.compile(
+    r"Crowd raters rated imitation as good as or better than teacher in \d+% \[\d+, \d+\] of \d+ ratings"
+)
 LOCAL_HOSTS = {"localhost", "127.0.0.1"}
 
 
@@ -43,6 +49,7 @@ def test_demo_report_renders_offline_and_downloads_standalone(
     page.wait_for_load_state("load")
 
     assert HEADLINE.search(page.text_content("#headline p.headline"))
+    assert FINDING.match(page.text_content("#finding-sentence"))
     assert page.is_visible("#plots")
     assert len(visible_svgs(page)) >= 3
     assert page.locator("#plots figure svg").count() >= 3

@@ -64,15 +64,25 @@ def smollm2_dir() -> Path:
     return ensure_builtin(SMOLLM2)
 
 
-@pytest.fixture(autouse=True)
-def _local_endpoints_and_model_roots(monkeypatch, settings, tmp_path_factory):
+@pytest.fixture(scope="session", autouse=True)
+def _local_endpoints_and_model_roots(tmp_path_factory):
     """These tests serve endpoints on 127.0.0.1 and keep models in pytest's temporary folders: allow
     both as an administrator would (EVALSITE_API_HOSTS, EVALSITE_MODEL_ROOTS; the environment too,
-    for worker processes started here)."""
-    roots = [*settings.MODEL_ROOTS, tmp_path_factory.getbasetemp().resolve()]
+    for worker processes started here). Session-wide, since module and session fixtures build
+    backends and start workers before any per-test fixture runs."""
+    saved_roots = settings.MODEL_ROOTS
+    saved_env = {name: os.environ.get(name) for name in ("EVALSITE_MODEL_ROOTS", "EVALSITE_API_HOSTS")}
+    roots = [*saved_roots, tmp_path_factory.getbasetemp().resolve()]
     settings.MODEL_ROOTS = roots
-    monkeypatch.setenv("EVALSITE_MODEL_ROOTS", ",".join(str(r) for r in roots))
-    monkeypatch.setenv("EVALSITE_API_HOSTS", "127.0.0.1")
+    os.environ["EVALSITE_MODEL_ROOTS"] = ",".join(str(r) for r in roots)
+    os.environ["EVALSITE_API_HOSTS"] = "127.0.0.1"
+    yield
+    settings.MODEL_ROOTS = saved_roots
+    for name, value in saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -171,3 +171,16 @@ def test_the_poll_command_reclaims_and_reports(live_study, owner, fake_prolific)
     assert "1 lease(s) reclaimed" in out.getvalue()
     assert Assignment.objects.get(pk=lease.pk).status == "expired"
     assert PlatformSubmission.objects.get(external_id=sub).lease_released_at is not None
+
+
+def test_the_admin_lists_are_read_only(admin_client, live_study, owner, fake_prolific):
+    from evalsite.platforms import actions
+
+    actions.publish(live_study, "prolific", owner, entry_url="https://e.example/r/crowd/", reward_cents=100,
+                    estimated_minutes=5)
+    for model in ("platformstudy", "platformsubmission", "bonus", "auditentry"):
+        assert admin_client.get(f"/admin/platforms/{model}/").status_code == 200
+    assert admin_client.get("/admin/platforms/bonus/add/").status_code == 403
+    link = PlatformStudy.objects.get()
+    page = admin_client.get(f"/admin/platforms/platformstudy/{link.pk}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content

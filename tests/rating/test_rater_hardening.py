@@ -15,6 +15,7 @@ import pytest
 from django.test import Client
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from rest_framework.test import APIClient
 
 from evalsite.rating.models import Assignment, Rating
 
@@ -92,6 +93,24 @@ def test_client_time_that_is_not_finite_is_not_stored(client, live_study, client
     response = client.post(submit_url(page), {**ANSWERED, "preference": "left", "client_ms": client_ms})
     assert response.status_code == 302
     assert Rating.objects.get().client_seconds is None
+
+
+def test_after_a_non_finite_client_time_the_researchers_api_and_export_still_work(
+    client, live_study, django_user_model
+):
+    # The finding: client_ms "nan" was stored, and /api/v1/ratings/ (list and detail) answered 500,
+    # the JSON Lines export held NaN.
+    study = live_study()
+    page = enter_and_consent(client, study)
+    client.post(submit_url(page), {**ANSWERED, "preference": "left", "client_ms": "nan"})
+    rating = Rating.objects.get()
+    api = APIClient()
+    api.force_authenticate(django_user_model.objects.create_superuser("root", "r@example.org", "pw-root-1"))
+    assert api.get("/api/v1/ratings/").status_code == 200
+    assert api.get(f"/api/v1/ratings/{rating.pk}/").json()["client_seconds"] is None
+    export = b"".join(api.get(f"/api/v1/studies/{study.slug}/ratings.jsonl").streaming_content)
+    assert b"NaN" not in export and b"Infinity" not in export
+    assert all(json.loads(line) for line in export.splitlines())
 
 
 def test_body_over_the_cap_is_refused_before_parsing(client, live_study, settings):
@@ -178,3 +197,47 @@ def test_fuzz_rater_submit_never_fails_and_stores_only_finite_values(live_study)
         assert "\x00" not in rating.rationale
     # At most one rating per assignment, however the fuzzer posted.
     assert Rating.objects.values("assignment").distinct().count() == Rating.objects.count()
+
+
+ENTRY_NAMES = ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID", "workerId", "assignmentId", "hitId", "turkSubmitTo",
+               "t", "e", "expired", "wait"]
+queries = st.dictionaries(
+    st.one_of(st.sampled_from(ENTRY_NAMES), st.text(max_size=8)),
+    st.one_of(st.text(max_size=40), st.sampled_from(["ASSIGNMENT_ID_NOT_AVAILABLE", "1", "", "x" * 300])),
+    max_size=5,
+)
+
+
+def test_fuzz_rater_pages_never_fail(live_study):
+    """Random query strings on every rater page and random form posts to consent and touch, from
+    a fresh visitor and from a rater with a live task: never a 5xx, and only the answers the pages
+    give (a page, a redirect, a refusal)."""
+    from urllib.parse import urlencode
+
+    study = live_study()
+    rater_client = Client(raise_request_exception=False)
+    page = enter_and_consent(rater_client, study, "?PROLIFIC_PID=known&SESSION_ID=s")
+    token = token_of(page)
+    statuses: dict[int, int] = {}
+    print(f"rater pages fuzz: RATER_FUZZ_SEED={SEED}")
+
+    @seed(SEED)
+    @given(
+        query=queries,
+        form=forms,
+        page_name=st.sampled_from(["", "consent/", "task/", f"task/{token}/touch/", "done/", "task/nosuch/touch/"]),
+        as_rater=st.booleans(),
+        method=st.sampled_from(["get", "post"]),
+    )
+    @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def check(query, form, page_name, as_rater, method):
+        client = rater_client if as_rater else Client(raise_request_exception=False)
+        url = f"/r/{study.slug}/{page_name}?" + urlencode(query)
+        response = getattr(client, method)(url, form if method == "post" else None)
+        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+        assert response.status_code < 500, (url, form, response.content[:500])
+        assert response.status_code in {200, 302, 400, 403, 404, 405, 409, 413}, (url, response.status_code)
+
+    check()
+    print("rater pages statuses:", statuses)
+    assert Rating.objects.count() == 0  # none of these pages stores a rating

@@ -253,7 +253,9 @@ def test_blocked_rater_gets_no_code(client, live_study):
     r = client.get(f"/r/{study.slug}/task/")
     assert r.status_code == 302 and r.url.split("?")[0].endswith("/done/")
     done = client.get(r.url).content.decode()
-    assert "attention checks" in done and "DONE123" not in done
+    # Not the completion code: Prolific's failed-quality code, so the researcher sees why.
+    assert "attention checks" in done and "DONE123-QC" in done
+    assert done.count("DONE123") == done.count("DONE123-QC")
 
 
 def test_rater_pages_are_framed_only_by_the_platforms_and_refuse_large_bodies(client, live_study):

@@ -4,6 +4,7 @@ import sys
 import types
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from evalsite.studies.forms import LanguageModelForm
@@ -198,7 +199,7 @@ def test_language_model_form_validates_decoding_parameters(make_study, changes, 
         "alias": "m",
         "role": "base",
         "backend": "hf",
-        "model_path": "some/model",
+        "model_path": str(settings.MODEL_ROOTS[0] / "some-model"),
         "temperature": 0.7,
         "top_p": 0.9,
         "max_tokens": 64,
@@ -219,7 +220,7 @@ def test_language_model_form_validates_decoding_parameters(make_study, changes, 
             "max_tokens": 1,
             "stop": '["\\n\\n"]',
             "engine_options": "{}",
-            "model_path": "some/model",
+            "model_path": str(settings.MODEL_ROOTS[0] / "some-model"),
         }
     )
     valid = LanguageModelForm(ok)

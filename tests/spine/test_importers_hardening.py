@@ -11,6 +11,7 @@ import io
 import json
 import os
 import random
+import re
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -168,7 +169,12 @@ def test_any_file_is_imported_or_refused_with_a_line(study):
         except ImportFileError as exc:
             outcomes["refused"] += 1
             assert exc.messages, "a refusal says why"
-            assert all(m.startswith(f"{name}: ") for m in exc.messages), exc.messages
+            # Each problem names the file and its line; only whole-file problems (empty, a header
+            # and no rows, bytes that start like Parquet but are not) have no line to point at.
+            where = re.compile(
+                rf"{re.escape(name)}: (line [1-9][0-9]*: |file (is empty|has)|not a readable Parquet|\(stopped after)"
+            )
+            assert all(where.match(m) for m in exc.messages), exc.messages
             assert state() == before, "a refused file changed the database"
         else:
             outcomes["imported"] += 1
@@ -179,3 +185,39 @@ def test_any_file_is_imported_or_refused_with_a_line(study):
     check()
     print("importers:", outcomes)
     assert outcomes["refused"] and outcomes["imported"], outcomes
+
+
+# --- JSON typed into a form (the admin) ----------------------------------------------------------
+
+ADMIN_JSON = ['{"k": NaN}', '{"k": 1e999}', '{"\\ud800": 1}', '{"k": "a\\u0000"}', "[" * 5000 + "]" * 5000,
+              '{"k": ' + "9" * 5000 + "}"]
+
+
+@pytest.mark.parametrize("text", ADMIN_JSON)
+def test_the_edge_json_form_field_refuses_what_no_store_can_hold(text):
+    from django import forms
+
+    from evalsite.edge import JSONFormField
+
+    class Form(forms.Form):
+        metadata = JSONFormField(required=False)
+
+    form = Form({"metadata": text})
+    assert not form.is_valid() and form.errors["metadata"]
+    form.as_p().encode("utf-8")  # the page showing the error renders and can be sent
+    assert Form({"metadata": '{"k": [1, 2.5, "x"]}'}).is_valid()
+
+
+@pytest.mark.parametrize("text", ADMIN_JSON)
+def test_admin_json_fields_refuse_what_no_store_can_hold(staff_user, study, text):
+    from django.test import Client
+
+    client = Client(raise_request_exception=False)
+    staff_user.is_superuser = True
+    staff_user.save()
+    client.force_login(staff_user)
+    page = client.post("/admin/studies/prompt/add/", {
+        "study": study.pk, "source_id": "zz", "text": "hi", "category": "", "reference_answers": "[]",
+        "metadata": text, "position": 5,
+    })
+    assert page.status_code == 200 and not Prompt.objects.exists()

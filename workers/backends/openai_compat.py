@@ -181,11 +181,26 @@ def _count(value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS_COUNT else None
 
 
+def _message(data):
+    """``choices[0].message`` of a decoded reply, or ``None`` where the reply has another shape."""
+    try:
+        return data["choices"][0]["message"]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
 def _parse(resp: httpx.Response, latency_ms: float) -> GenerationResult:
     """The answer in a 200 reply; a reply that is not a chat completion within the edge rules
-    (:mod:`evalsite.edge`: valid Unicode, no NUL, finite numbers) fails this prompt only."""
+    (:mod:`evalsite.edge`: valid Unicode, no NUL outside the answer, finite numbers) fails this
+    prompt only."""
     try:
-        data = edge.loads(resp.content, "The endpoint's reply")
+        data = edge.decode(resp.content, "The endpoint's reply")
+        # A model may emit NUL in its answer (small or broken models do): the answer loses it, as
+        # the local backends' answers do (generation/answers.py); a NUL elsewhere is refused.
+        message = _message(data)
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            message["content"] = message["content"].replace("\x00", "")
+        edge.check_json(data, "The endpoint's reply")
         choice = data["choices"][0]
         usage = data.get("usage") or {}
         text = choice["message"].get("content") or ""

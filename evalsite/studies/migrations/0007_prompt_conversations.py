@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='prompt',
             name='history',
-            field=models.JSONField(blank=True, default=list, help_text='Fixed earlier turns: [{role, content}], before the text.'),
+            field=models.JSONField(blank=True, db_default=[], default=list, help_text='Fixed earlier turns: [{role, content}], before the text.'),
         ),
         migrations.AddField(
             model_name='prompt',
@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='prompt',
             name='turn',
-            field=models.PositiveSmallIntegerField(default=1, help_text='1 for a single-turn prompt.'),
+            field=models.PositiveSmallIntegerField(db_default=1, default=1, help_text='1 for a single-turn prompt.'),
         ),
         migrations.AlterField(
             model_name='prompt',
