@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from evalsite.celery import send_task
 from evalsite.studies.actions import check_can_change
 from evalsite.studies.errors import ActionConflict
 from evalsite.studies.models import Comparison, Study
@@ -239,31 +240,29 @@ def submit_rating(token: str, rater: Rater, payload: engine.RatingInput, *, now:
     return rating
 
 
-# A study with ``stop_when_precise`` checks its stopping rule after a submit at most this often per
-# process: the check reads every rating of the study, the rule needs no faster reaction.
+# A study with ``stop_when_precise`` has its stopping rule checked after a submit, at most this often
+# per web process: the check reads every rating of the study (on a worker, never in the rater's
+# request), and the rule needs no faster reaction.
 STOP_CHECK_SECONDS = 30.0
+CHECK_STOPPING_TASK = "workers.analysis_tasks.check_stopping_rule"
 _last_stop_check: dict[int, float] = {}
 
 
-def maybe_stop(study_id: int) -> str | None:
-    """After a submit: close the study if it asks to stop when precise and its rule is met.
-
-    Returns the reason when it closed the study. Throttled per process and study; a failure of the
-    check is logged, never passed on to the rater whose rating is already stored.
-    """
+def maybe_stop(study_id: int) -> bool:
+    """After a submit: ask a worker to close the study if it stops when precise and its rule is
+    met. Whether a check was sent. Throttled per process and study; failing to send is logged,
+    never passed on to the rater, whose rating is already stored (the next submit tries again)."""
     last = _last_stop_check.get(study_id)
     if last is not None and time.monotonic() - last < STOP_CHECK_SECONDS:
-        return None
+        return False
     _last_stop_check[study_id] = time.monotonic()
-    study = Study.objects.filter(pk=study_id, stop_when_precise=True, status=Study.Status.LIVE).first()
-    if study is None:
-        return None
-    # Imported here: the rule reads ratings with pandas, which the rater's web process need not load
-    # until a study asks to stop on its own.
-    from evalsite.dashboard.study_plan import close_if_rule_met
-
+    if not Study.objects.filter(pk=study_id, stop_when_precise=True, status=Study.Status.LIVE).exists():
+        return False
     try:
-        return close_if_rule_met(study)
-    except Exception:  # noqa: BLE001 (the rating is stored; the next check tries again)
-        logger.exception("Stopping rule check failed for study %s", study.slug)
-        return None
+        # Sent at once: the rating's transaction has committed, so the worker sees it.
+        send_task(CHECK_STOPPING_TASK, [study_id])
+    except Exception:  # noqa: BLE001 (a broker outage must not fail a stored rating)
+        logger.exception("Could not send the stopping-rule check of study %s", study_id)
+        _last_stop_check.pop(study_id, None)
+        return False
+    return True

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from evalsite.celery import app as celery_app
 from evalsite.rating import actions as rating_actions
 from evalsite.rating import assignment as engine
 from evalsite.rating.assignment import RatingInput
@@ -20,6 +21,8 @@ def _fresh_caches(monkeypatch):
     monkeypatch.setattr(engine, "_last_sweep", {})
     monkeypatch.setattr(engine, "_arm_states", {})
     monkeypatch.setattr(rating_actions, "_last_stop_check", {})
+    # The stopping rule's check is a Celery task; here it runs in this process (the same body).
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
 
 
 def arm_of(comparison_id: int) -> tuple[int, int]:
@@ -174,3 +177,17 @@ def test_the_check_is_throttled(live_study, make_rater, monkeypatch):
     study = live_study(n_prompts=5, redundancy=1, tasks_per_rater=100, stop_when_precise=True)
     rate_everything(study, make_rater(study))
     assert len(calls) == 1  # five submits within STOP_CHECK_SECONDS: one check
+
+
+def test_a_broker_outage_never_fails_a_stored_rating(live_study, make_rater, monkeypatch):
+    def down(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(rating_actions, "send_task", down)
+    study = live_study(n_prompts=3, redundancy=1, tasks_per_rater=10, stop_when_precise=True)
+    rater = make_rater(study)
+    lease = engine.lease_next(rater, study)
+    rating = rating_actions.submit_rating(lease.token, rater, RatingInput(preference="left"))
+    assert rating.pk and Assignment.objects.get(pk=lease.pk).status == Assignment.Status.SUBMITTED
+    # Not throttled after a failed send: the next submit tries again.
+    assert rating_actions._last_stop_check == {}
