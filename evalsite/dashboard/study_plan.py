@@ -174,6 +174,8 @@ def study_plan(study: Study, data: Mapping | None = None, ratings=None) -> dict[
     study stands: reached precision per model, what is left to do and cost, whether it may stop."""
     values = parse_inputs(data)
     target = values.pop("target_halfwidth", None)
+    if target is None and study.target_halfwidth:
+        target = study.target_halfwidth  # the study's own target, unless the form asks another
     if ratings is None:
         ratings = load_plan_ratings(study)
     design, sources, pilot = study_design(study, ratings)
