@@ -19,6 +19,12 @@ Calls used, with their documented shapes:
   The pay call is **not idempotent**: the docs warn that a repeated request pays again. This client
   therefore never repeats it; :mod:`.actions` records every bonus before the call and marks it
   unconfirmed when the answer is lost.
+- Webhook set-up (https://docs.prolific.com/api-reference/webhooks/subscribing):
+  ``POST /hooks/secrets/`` ``{"workspace_id"}`` → ``{"id", "value", "workspace_id"}`` (one active
+  secret per workspace; a new one replaces it); ``GET /hooks/subscriptions/?workspace_id=`` →
+  ``{"results": [{"id", "event_type", "target_url", "workspace_id", "is_enabled"}]}``;
+  ``POST /hooks/subscriptions/`` ``{"workspace_id", "event_type", "target_url"}`` → the subscription
+  and an ``X-Hook-Secret`` header, which ``POST /hooks/subscriptions/{id}/`` ``{"secret"}`` confirms.
 - Webhooks (``submission.status.change``): the body ``{"resource_id", "event_type",
   "participant_id", "status"}``, signed with the workspace's hook secret: base64(HMAC-SHA256(secret,
   ``X-Prolific-Request-Timestamp`` + body)) in ``X-Prolific-Request-Signature``.
@@ -114,8 +120,12 @@ class ProlificClient:
 
     # --- transport ------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, json: Any = None, params=None, retry_unsure: bool = False) -> Any:
-        """One call; 429s wait and retry, and with ``retry_unsure`` one timeout or 5xx is retried too."""
+    def _request(
+        self, method: str, path: str, *, json: Any = None, params=None, retry_unsure: bool = False,
+        headers_out: dict | None = None,
+    ) -> Any:
+        """One call; 429s wait and retry, and with ``retry_unsure`` one timeout or 5xx is retried too.
+        ``headers_out``, when given, receives the answer's headers."""
         unsure_retries = 1 if retry_unsure else 0
         limited = 0
         while True:
@@ -142,6 +152,8 @@ class ProlificClient:
                 raise Unsure(f"Prolific failed on {method} {path}: {_message(response)}", status=response.status_code)
             if response.status_code >= 400:
                 raise Refused(f"Prolific refused {method} {path}: {_message(response)}", status=response.status_code)
+            if headers_out is not None:
+                headers_out.update(response.headers)
             if not response.content:
                 return {}
             try:
@@ -219,6 +231,33 @@ class ProlificClient:
     def pay_bonuses(self, bulk_id: str) -> dict:
         """Pay a bulk bonus payment. Never retried on a timeout or a 5xx: that could pay twice."""
         return self._request("POST", f"bulk-bonus-payments/{bulk_id}/pay/")
+
+
+    # --- webhooks -------------------------------------------------------------------------------
+
+    def list_subscriptions(self, workspace_id: str) -> list[dict]:
+        body = self._request("GET", "hooks/subscriptions/", params={"workspace_id": workspace_id}, retry_unsure=True)
+        return body.get("results", []) if isinstance(body, dict) else []
+
+    def create_secret(self, workspace_id: str) -> dict:
+        """A new hook secret for the workspace (``value``); it replaces the workspace's current one."""
+        return self._request("POST", "hooks/secrets/", json={"workspace_id": workspace_id})
+
+    def subscribe(self, workspace_id: str, event_type: str, target_url: str) -> tuple[dict, str]:
+        """Create a subscription: (the subscription, the ``X-Hook-Secret`` that confirms it)."""
+        headers: dict = {}
+        body = self._request(
+            "POST", "hooks/subscriptions/",
+            json={"workspace_id": workspace_id, "event_type": event_type, "target_url": target_url},
+            headers_out=headers,
+        )
+        # The documentation shows both shapes: the subscription itself, or {"results": [it]}.
+        if isinstance(body, dict) and isinstance(body.get("results"), list) and body["results"]:
+            body = body["results"][0]
+        return (body if isinstance(body, dict) else {}), headers.get("x-hook-secret", "")
+
+    def confirm_subscription(self, subscription_id: str, hook_secret: str) -> dict:
+        return self._request("POST", f"hooks/subscriptions/{subscription_id}/", json={"secret": hook_secret})
 
 
 def verify_signature(secret: str, timestamp: str, body: bytes, signature: str) -> bool:

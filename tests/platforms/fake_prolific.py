@@ -70,6 +70,9 @@ class FakeProlific:
         self.ledger: list[tuple[str, int]] = []  # (submission id, cents) for every payment made
         self.requests: list[tuple[str, str, object]] = []
         self.faults: list[list] = []  # [method, path pattern, kind, requests to let through first]
+        self.secrets: dict[str, str] = {}  # workspace id -> its one active hook secret
+        self.subscriptions: dict[str, dict] = {}
+        self.pending: dict[str, str] = {}  # subscription id -> the X-Hook-Secret that confirms it
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -149,7 +152,48 @@ class FakeProlific:
             return 201, self.set_up_bonuses(body)
         if method == "POST" and (match := m(r"/api/v1/bulk-bonus-payments/(\w+)/pay/", path)):
             return 202, self.pay(match[1])
+        if method == "POST" and path == "/api/v1/hooks/secrets/":
+            return 201, self.create_secret(body)
+        if method == "GET" and path == "/api/v1/hooks/subscriptions/":
+            workspace = (query.get("workspace_id") or [""])[0]
+            return 200, {"results": [s for s in self.subscriptions.values() if s["workspace_id"] == workspace]}
+        if method == "POST" and path == "/api/v1/hooks/subscriptions/":
+            return self.subscribe(body)
+        if method == "POST" and (match := m(r"/api/v1/hooks/subscriptions/(\w+)/", path)):
+            return 200, self.confirm(match[1], body)
         raise error(404, "Not found", f"No route {method} {path}")
+
+    # Webhooks (https://docs.prolific.com/api-reference/webhooks/subscribing): one secret per
+    # workspace; a subscription needs one, answers an X-Hook-Secret header, and stays disabled
+    # until that value is posted back; target URLs must be https.
+    def create_secret(self, body: dict) -> dict:
+        workspace = body.get("workspace_id")
+        if not workspace:
+            raise error(400, "Bad request", {"workspace_id": ["This field is required."]})
+        self.secrets[workspace] = secrets.token_urlsafe(32)
+        return {"id": _id(), "value": self.secrets[workspace], "workspace_id": workspace}
+
+    def subscribe(self, body: dict):
+        missing = [f for f in ("event_type", "target_url", "workspace_id") if not body.get(f)]
+        if missing:
+            raise error(400, "Bad request", {f: ["This field is required."] for f in missing})
+        if body["workspace_id"] not in self.secrets:
+            raise error(400, "Bad request", "Create a secret for the workspace before subscribing.")
+        if not str(body["target_url"]).startswith("https://"):
+            raise error(400, "Bad request", {"target_url": ["The URL must use https."]})
+        sub_id = _id()
+        self.subscriptions[sub_id] = {"id": sub_id, "event_type": body["event_type"], "target_url": body["target_url"],
+                                      "workspace_id": body["workspace_id"], "is_enabled": False}
+        self.pending[sub_id] = secrets.token_hex(16)
+        raise Reply(201, dict(self.subscriptions[sub_id]), {"X-Hook-Secret": self.pending[sub_id]})
+
+    def confirm(self, sub_id: str, body: dict) -> dict:
+        if sub_id not in self.subscriptions:
+            raise error(404, "Not found", "No such subscription.")
+        if body.get("secret") != self.pending.get(sub_id):
+            raise error(400, "Bad request", "The secret does not match the subscription's X-Hook-Secret.")
+        self.subscriptions[sub_id]["is_enabled"] = True
+        return dict(self.subscriptions[sub_id])
 
     def _study(self, study_id: str) -> dict:
         if study_id not in self.studies:
