@@ -69,8 +69,19 @@ _TIES_PARAM = OpenApiParameter(
     "ties",
     OpenApiTypes.STR,
     enum=["exclude", "mark"],
-    description="exclude (default): leave out ties and both-bad; mark: keep them with label tie/both_bad.",
+    description="exclude: leave out ties and both-bad; mark: keep them with label tie/both_bad. "
+    "Default: the study's tie_rule.",
 )
+
+
+def tie_rule(request, study) -> str:
+    """The export's ``ties=`` when given (checked), else the study's own rule."""
+    ties = request.query_params.get("ties")
+    if ties is None:
+        return study.tie_rule
+    if ties not in {"exclude", "mark"}:
+        raise ValidationError({"ties": f"use exclude or mark, not {ties!r}"})
+    return ties
 
 
 def _flag(request, name: str) -> bool:
@@ -96,8 +107,11 @@ class _StudyExport(generics.GenericAPIView):
         return Rating.objects.all()
 
     def study_ratings(self) -> tuple[str, QuerySet]:
-        study = get_object_or_404(visible_studies(self.request.user), slug=self.kwargs["slug"])
+        study = self.study()
         return study.slug, self.filter_queryset(Rating.objects.filter(study=study))
+
+    def study(self):
+        return get_object_or_404(visible_studies(self.request.user), slug=self.kwargs["slug"])
 
     def streaming(self, chunks: Iterator[bytes], content_type: str, filename: str) -> StreamingHttpResponse:
         response = StreamingHttpResponse(chunks, content_type=content_type)
@@ -155,9 +169,7 @@ class PreferencePairsExport(_StudyExport):
         },
     )
     def get(self, request, slug: str) -> StreamingHttpResponse:
-        ties = request.query_params.get("ties", "exclude")
-        if ties not in {"exclude", "mark"}:
-            raise ValidationError({"ties": f"use exclude or mark, not {ties!r}"})
+        ties = tie_rule(request, self.study())
         study_slug, ratings = self.study_ratings()
         if ties == "exclude":
             ratings = ratings.exclude(winner__in=TIE_WINNERS)

@@ -3,8 +3,9 @@
 TRL's DPO / reward trainers take ``prompt``, ``chosen`` and ``rejected``: in the conversational
 format each is a list of ``{"role", "content"}`` messages, in the standard format each is text.
 One row per rating (attention checks left out; the ratings list's filters apply, e.g.
-``flagged=false``). Ties and both-bad verdicts carry no preference: ``ties=exclude`` (default)
-leaves them out, ``ties=mark`` keeps them with ``chosen``/``rejected`` in storage order (the teacher,
+``flagged=false``). Ties and both-bad verdicts carry no preference: the study's ``tie_rule``
+decides (an export's ``ties=`` overrides it): ``exclude`` (the default rule) leaves them out,
+``mark`` keeps them with ``chosen``/``rejected`` in storage order (the teacher,
 else the earlier model, first) and ``label`` saying ``tie`` or ``both_bad``.
 
 A conversation's earlier turns go into ``prompt``. For a later turn of a chain (MT-bench's second
@@ -32,7 +33,7 @@ from rest_framework.renderers import JSONRenderer
 from evalsite.rating.models import Rating
 from evalsite.studies.models import Prompt, Response, Study
 
-from .export import JSONLRenderer, _PassthroughRenderer, _StudyExport
+from .export import JSONLRenderer, _PassthroughRenderer, _StudyExport, tie_rule
 from .export_formats import TIE_WINNERS, Column, _jsonl_lines, export_rows
 
 TRAINING_COLUMNS: tuple[Column, ...] = (
@@ -265,7 +266,8 @@ _TRL_PARAMS = [
         "ties",
         OpenApiTypes.STR,
         enum=["exclude", "mark"],
-        description="exclude (default): leave out ties and both-bad; mark: keep them, in storage order, with label.",
+        description="exclude: leave out ties and both-bad; mark: keep them, in storage order, with label. "
+        "Default: the study's tie_rule.",
     ),
     OpenApiParameter(
         "prompt_format",
@@ -278,9 +280,7 @@ _TRL_PARAMS = [
 
 class _TrainingExport(_StudyExport):
     def options_from(self, request) -> tuple[bool, bool]:
-        ties = request.query_params.get("ties", "exclude")
-        if ties not in {"exclude", "mark"}:
-            raise ValidationError({"ties": f"use exclude or mark, not {ties!r}"})
+        ties = tie_rule(request, self.study())
         prompt_format = request.query_params.get("prompt_format", "messages")
         if prompt_format not in {"messages", "text"}:
             raise ValidationError({"prompt_format": f"use messages or text, not {prompt_format!r}"})

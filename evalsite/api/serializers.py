@@ -83,6 +83,7 @@ class StudySerializer(serializers.ModelSerializer):
             "target_halfwidth",
             "stop_when_precise",
             "stopped_reason",
+            "tie_rule",
             "completion_code",
             "completion_url",
             "rating_form",

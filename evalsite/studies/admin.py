@@ -218,6 +218,7 @@ class StudyAdmin(StudyScopedAdmin):
             "Allocation and stopping",
             {"fields": ("allocation", "target_halfwidth", "stop_when_precise", "stopped_reason")},
         ),
+        ("Exports", {"fields": ("tie_rule",)}),
         ("Rating form", {"fields": RATING_FORM_FIELDS}),  # the builder; see get_fieldsets
         ("Timestamps", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )

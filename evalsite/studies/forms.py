@@ -119,14 +119,16 @@ class StudyAdminForm(forms.ModelForm):
             "title", "slug", "description", "owner", "shared_with", "instructions", "consent_text",
             "completion_code", "completion_url", "pairing", "redundancy", "tasks_per_rater", "lease_seconds",
             "attention_check_rate", "min_seconds_per_task", "max_attention_failures", "allocation",
-            "target_halfwidth", "stop_when_precise",
+            "target_halfwidth", "stop_when_precise", "tie_rule",
         )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Added with issue 14: a form posted without it keeps the study's allocation (uniform if new).
-        if "allocation" in self.fields:  # a read-only page has no fields
-            self.fields["allocation"].required = False
+        # Likewise tie_rule (issue 15): a form posted without it keeps the study's rule.
+        for name in ("allocation", "tie_rule"):
+            if name in self.fields:  # a read-only page has no fields
+                self.fields[name].required = False
         self.rating_form = None  # the composed form, once clean() found it valid
         self.rating_form_changed = False
         self.rating_form_frozen = self.instance.pk is not None and not design_editable(self.instance)
@@ -201,6 +203,9 @@ class StudyAdminForm(forms.ModelForm):
         if hasattr(errors, "error_dict") and "rating_form" in errors.error_dict:
             errors.error_dict.setdefault(NON_FIELD_ERRORS, []).extend(errors.error_dict.pop("rating_form"))
         super()._update_errors(errors)
+
+    def clean_tie_rule(self) -> str:
+        return self.cleaned_data.get("tie_rule") or self.instance.tie_rule or Study.TieRule.EXCLUDE
 
     def clean_allocation(self) -> str:
         return self.cleaned_data.get("allocation") or self.instance.allocation or Study.Allocation.UNIFORM

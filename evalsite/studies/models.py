@@ -100,6 +100,10 @@ class Study(models.Model):
         VS_TEACHER = "teacher", "Each model against the teacher"
         ALL_PAIRS = "all", "All pairs of models"
 
+    class TieRule(models.TextChoices):
+        EXCLUDE = "exclude", "Leave ties and both-bad verdicts out"
+        MARK = "mark", "Keep them, marked as ties (chosen/rejected in storage order)"
+
     class Allocation(models.TextChoices):
         UNIFORM = "uniform", "Uniform: the least-rated comparison first"
         ADAPTIVE = "adaptive", "Adaptive: models whose interval is widest get more ratings"
@@ -163,6 +167,13 @@ class Study(models.Model):
         default=False,
         help_text="Close the study by itself once every model is at the target half-width or answered "
         "(its anytime-valid confidence sequence excludes parity).",
+    )
+    tie_rule = models.CharField(
+        max_length=16,
+        choices=TieRule.choices,
+        default=TieRule.EXCLUDE,
+        help_text="How preference-pair exports (DPO/TRL, reward models) treat ties and both-bad verdicts; "
+        "an export's ties= parameter overrides it.",
     )
     stopped_reason = models.TextField(
         blank=True, editable=False, help_text="Why the study closed itself; empty if a researcher closed it."

@@ -210,3 +210,25 @@ def test_any_text_survives_the_csv_round_trip(client_for, rated_study, text):
     # Exactly the text, with the formula guard's quote in front where (and only where) it is needed.
     assert row["rationale"] == row["prompt_text"] == guard_formula(text)
     assert not row["rationale"].startswith(FORMULA_PREFIXES)
+
+
+def test_the_studys_tie_rule_is_the_exports_default(client_for, rated_study):
+    client = client_for("owner")
+    total = rated_study.ratings.count()
+    decided = rated_study.ratings.filter(winner__in=["A", "B"]).count()
+    assert 0 < decided < total
+    real = rated_study.ratings.filter(comparison__is_attention_check=False)  # TRL pairs leave checks out
+    real_total, real_decided = real.count(), real.filter(winner__in=["A", "B"]).count()
+    rated_study.tie_rule = "mark"
+    rated_study.save(update_fields=["tie_rule"])
+    for url, expected in (
+        ("preference-pairs.jsonl", total),  # the study keeps ties, marked
+        ("preference-pairs.jsonl?ties=exclude", decided),  # an export may still ask otherwise
+        ("trl-pairs.jsonl", real_total),
+        ("trl-pairs.jsonl?ties=exclude", real_decided),
+    ):
+        assert len(jsonl_rows(client.get(f"/api/v1/studies/rated/{url}"))) == expected, url
+    # The rule is part of the study in the API, and a value outside the two is refused.
+    assert client.get("/api/v1/studies/rated/").json()["tie_rule"] == "mark"
+    refused = client.patch("/api/v1/studies/rated/", {"tie_rule": "half"}, content_type="application/json")
+    assert refused.status_code == 400
